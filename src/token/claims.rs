@@ -1,0 +1,67 @@
+//! Claims of each token kind.
+
+use serde::{Deserialize, Serialize};
+
+/// Claims of an access token (wallet, password or fleet session). The
+/// optional members appear only in the kinds that carry them (SPEC 2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    /// Issuer.
+    pub iss: String,
+    /// Audience.
+    pub aud: String,
+    /// Subject: wallet id, email or fleet session id.
+    pub sub: String,
+    /// Issued at (epoch seconds).
+    pub iat: u64,
+    /// Expiry (epoch seconds).
+    pub exp: u64,
+    /// Unique token id (32 lowercase hex).
+    pub jti: String,
+    /// Role.
+    pub role: String,
+    /// Wallet algorithm (wallet tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<String>,
+    /// Wallet id (wallet tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wallet_address: Option<String>,
+    /// Fleet session id (fleet tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// Fleet agent id (fleet tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    /// Fleet scope (fleet tokens, only when given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// Never present in an access token; a token carrying it (a pico-style
+    /// refresh token) is refused where an access token is expected.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<String>,
+}
+
+/// Claims of a refresh token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshClaims {
+    /// Issuer.
+    pub iss: String,
+    /// Audience.
+    pub aud: String,
+    /// Subject.
+    pub sub: String,
+    /// Issued at.
+    pub iat: u64,
+    /// Expiry.
+    pub exp: u64,
+    /// Unique token id.
+    pub jti: String,
+    /// Role carried forward to the next access token.
+    #[serde(default)]
+    pub role: Option<String>,
+    /// Always `refresh`.
+    #[serde(rename = "type")]
+    pub token_type: String,
+    /// Family: jti of the first refresh token of this login.
+    pub fam: String,
+}
