@@ -1,0 +1,147 @@
+//! Our own extractors, so every malformed request gets SPEC's error shape.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value};
+
+use super::error::detail;
+use crate::Error;
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A request body that must be a JSON object.
+#[derive(Debug)]
+pub struct JsonObject(pub Map<String, Value>);
+
+/// Why a body was refused.
+#[derive(Debug)]
+pub enum BodyRejection {
+    /// Over [`MAX_BODY_BYTES`].
+    TooLarge,
+    /// Not a JSON object.
+    Invalid(String),
+}
+
+impl IntoResponse for BodyRejection {
+    fn into_response(self) -> Response {
+        match self {
+            BodyRejection::TooLarge => detail(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("request body too large (max {MAX_BODY_BYTES} bytes)"),
+            ),
+            BodyRejection::Invalid(why) => detail(StatusCode::BAD_REQUEST, &why),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for JsonObject {
+    type Rejection = BodyRejection;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                BodyRejection::TooLarge
+            } else {
+                BodyRejection::Invalid("could not read request body".into())
+            }
+        })?;
+        if bytes.len() > MAX_BODY_BYTES {
+            return Err(BodyRejection::TooLarge);
+        }
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(map)) => Ok(JsonObject(map)),
+            Ok(_) => Err(BodyRejection::Invalid(
+                "request body must be a JSON object".into(),
+            )),
+            Err(_) => Err(BodyRejection::Invalid(
+                "request body is not valid JSON".into(),
+            )),
+        }
+    }
+}
+
+impl JsonObject {
+    /// A string field: `None` when absent or null.
+    ///
+    /// # Errors
+    /// `BadRequest` when present with another type.
+    pub fn str(&self, name: &'static str) -> Result<Option<String>, Error> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(Error::BadRequest(format!("{name} must be a string"))),
+        }
+    }
+
+    /// A string field, empty when absent.
+    ///
+    /// # Errors
+    /// `BadRequest` when present with another type.
+    pub fn str_or_empty(&self, name: &'static str) -> Result<String, Error> {
+        Ok(self.str(name)?.unwrap_or_default())
+    }
+
+    /// An integer field: `None` when absent or null.
+    ///
+    /// # Errors
+    /// `BadRequest` when present but not an integer in the i64 range.
+    pub fn int(&self, name: &'static str) -> Result<Option<i64>, Error> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => {
+                if let Some(i) = n.as_i64() {
+                    Ok(Some(i))
+                } else if n.as_u64().is_some() {
+                    Ok(Some(i64::MAX))
+                } else {
+                    Err(Error::BadRequest(format!("{name} must be an integer")))
+                }
+            }
+            Some(_) => Err(Error::BadRequest(format!("{name} must be an integer"))),
+        }
+    }
+}
+
+/// The Bearer token of the `Authorization` header, if any.
+#[derive(Debug)]
+pub struct Bearer(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Bearer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, rest) = v.split_once(' ')?;
+                scheme
+                    .eq_ignore_ascii_case("bearer")
+                    .then(|| rest.trim().to_string())
+            })
+            .filter(|t| !t.is_empty());
+        Ok(Bearer(token))
+    }
+}
+
+/// The peer's IP address, when the server was started with
+/// `into_make_service_with_connect_info::<SocketAddr>()`.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let ip = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|axum::extract::ConnectInfo(addr)| addr.ip());
+        Ok(ClientIp(ip))
+    }
+}

@@ -1,0 +1,146 @@
+//! Thin handlers: extract, call the domain, map to a reply.
+
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::extract::{Bearer, ClientIp, JsonObject};
+use crate::auth::{FleetRequest, Gate, SignInRequest};
+use crate::{Error, WalletAuth};
+
+fn json_bytes(body: bytes::Bytes) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+pub(super) async fn jwks(State(auth): State<WalletAuth>) -> Response {
+    let mut resp = json_bytes(auth.jwks_json());
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    resp
+}
+
+pub(super) async fn challenge(
+    State(auth): State<WalletAuth>,
+    body: JsonObject,
+) -> Result<Response, Error> {
+    let address = match body.0.get("address") {
+        Some(serde_json::Value::String(s)) => s.as_str(),
+        _ => return Err(Error::AddressRequired),
+    };
+    let (challenge, ttl) = auth.issue_challenge(address).await?;
+    Ok(Json(json!({ "challenge": challenge, "ttl": ttl })).into_response())
+}
+
+pub(super) async fn sign_in(
+    State(auth): State<WalletAuth>,
+    body: JsonObject,
+) -> Result<Response, Error> {
+    let req = SignInRequest {
+        address: body.str_or_empty("address")?,
+        public_key: body.str_or_empty("public_key")?,
+        signature: body.str_or_empty("signature")?,
+        challenge: body.str_or_empty("challenge")?,
+        algorithm: body.str("algorithm")?,
+    };
+    Ok(Json(auth.sign_in(req).await?).into_response())
+}
+
+pub(super) async fn refresh(
+    State(auth): State<WalletAuth>,
+    body: JsonObject,
+) -> Result<Response, Error> {
+    let token = body.str_or_empty("refresh_token")?;
+    Ok(Json(auth.refresh(&token).await?).into_response())
+}
+
+pub(super) async fn login(
+    State(auth): State<WalletAuth>,
+    ClientIp(ip): ClientIp,
+    body: JsonObject,
+) -> Result<Response, Error> {
+    let email = body.str_or_empty("email")?;
+    let password = body.str_or_empty("password")?;
+    Ok(Json(auth.login(&email, &password, ip).await?).into_response())
+}
+
+pub(super) async fn fleet_session(
+    State(auth): State<WalletAuth>,
+    headers: HeaderMap,
+    body: JsonObject,
+) -> Result<Response, Error> {
+    // The secret is checked before the body's fields are looked at.
+    let secret = headers.get("x-fleet-secret").map(|v| v.as_bytes());
+    if auth.config().fleet_mint_secret.is_empty() {
+        return Err(Error::FleetDisabled);
+    }
+    let req = FleetRequest {
+        session_id: body.str_or_empty("session_id")?,
+        agent_id: body.str_or_empty("agent_id")?,
+        role: body.str("role")?,
+        ttl: body.int("ttl")?,
+        scope: body.str("scope")?,
+    };
+    Ok(Json(auth.mint_fleet_session(secret, req).await?).into_response())
+}
+
+pub(super) async fn revoke(
+    State(auth): State<WalletAuth>,
+    Bearer(token): Bearer,
+    body: Result<JsonObject, super::extract::BodyRejection>,
+) -> Result<Response, Response> {
+    // Authorization first: an anonymous caller learns nothing about the body.
+    let caller = auth
+        .authorize(token.as_deref(), Gate::Operator)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let body = body.map_err(IntoResponse::into_response)?;
+    let jti = body
+        .str_or_empty("jti")
+        .map_err(IntoResponse::into_response)?;
+    let reason = body
+        .str_or_empty("reason")
+        .map_err(IntoResponse::into_response)?;
+    let entry = auth
+        .revoke(&caller, &jti, &reason)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    Ok(Json(json!({ "revoked": entry })).into_response())
+}
+
+pub(super) async fn revoked_jtis(
+    State(auth): State<WalletAuth>,
+    Bearer(token): Bearer,
+) -> Result<Response, Error> {
+    auth.authorize(token.as_deref(), Gate::Service).await?;
+    Ok(json_bytes(auth.revoked_jtis_json().await?))
+}
+
+pub(super) async fn mints(
+    State(auth): State<WalletAuth>,
+    Bearer(token): Bearer,
+    RawQuery(query): RawQuery,
+) -> Result<Response, Error> {
+    auth.authorize(token.as_deref(), Gate::Operator).await?;
+    let mut limit = None;
+    for pair in query.as_deref().unwrap_or("").split('&') {
+        if let Some(v) = pair.strip_prefix("limit=") {
+            let n: i64 = v
+                .parse()
+                .map_err(|_| Error::BadRequest("limit must be an integer".into()))?;
+            limit = Some(n);
+        }
+    }
+    let items = auth.mints(limit).await?;
+    Ok(Json(json!({ "items": items })).into_response())
+}

@@ -1,0 +1,193 @@
+//! The app factory and helpers shared by the integration tests.
+
+#![allow(dead_code)]
+
+pub mod wallets;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+use wallet_auth::clock::ManualClock;
+use wallet_auth::{AuthConfig, SigningKey, WalletAuth};
+
+pub use wallets::Wallet;
+
+pub const PREFIX: &str = "/api/v1/auth";
+
+/// The committed test key (fixtures/keys/test-rsa-2048.pem).
+pub fn test_key_pem() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/keys/test-rsa-2048.pem"
+    ))
+    .unwrap()
+}
+
+/// An attacker's key (fixtures/keys/other-rsa-2048.pem).
+pub fn other_key_pem() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/keys/other-rsa-2048.pem"
+    ))
+    .unwrap()
+}
+
+pub fn signing_key() -> SigningKey {
+    SigningKey::from_pem(&test_key_pem()).unwrap()
+}
+
+pub struct TestApp {
+    pub auth: WalletAuth,
+    pub router: Router,
+    pub clock: ManualClock,
+}
+
+/// A router on the committed test key and a manual clock.
+pub fn app(config: AuthConfig) -> TestApp {
+    let clock = ManualClock::starting_now();
+    let auth = WalletAuth::builder(config)
+        .with_signing_key(signing_key())
+        .with_clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    let router = auth.router();
+    TestApp {
+        auth,
+        router,
+        clock,
+    }
+}
+
+pub fn default_app() -> TestApp {
+    app(AuthConfig::default())
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn detail(&self) -> &str {
+        self.body["detail"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no detail in {} {}", self.status, self.body))
+    }
+}
+
+impl TestApp {
+    /// Sends a request with a raw body through the router.
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{PREFIX}{path}"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if !body.is_empty() {
+            req = req.header("content-type", "application/json");
+        }
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                panic!(
+                    "{status}: body is not JSON: {}",
+                    String::from_utf8_lossy(&bytes)
+                )
+            })
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.raw("POST", path, serde_json::to_vec(&body).unwrap(), &[])
+            .await
+    }
+
+    pub async fn post_with(&self, path: &str, body: Value, headers: &[(&str, &str)]) -> Reply {
+        self.raw("POST", path, serde_json::to_vec(&body).unwrap(), headers)
+            .await
+    }
+
+    pub async fn get(&self, path: &str, bearer: Option<&str>) -> Reply {
+        let auth = bearer.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("authorization", a.as_str())).collect();
+        self.raw("GET", path, Vec::new(), &headers).await
+    }
+
+    pub async fn challenge(&self, address: &str) -> String {
+        let r = self
+            .post("/challenge", serde_json::json!({ "address": address }))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.body["challenge"].as_str().unwrap().to_string()
+    }
+
+    /// A complete, valid sign-in body for `wallet` over a fresh challenge.
+    pub async fn sign_in_body(&self, wallet: &Wallet) -> Value {
+        let address = wallet.address();
+        let nonce = self.challenge(&address).await;
+        serde_json::json!({
+            "address": address,
+            "public_key": hex::encode(wallet.public_key()),
+            "signature": hex::encode(wallet.sign(nonce.as_bytes())),
+            "challenge": nonce,
+            "algorithm": wallet.algorithm(),
+        })
+    }
+
+    /// Signs in and returns the 200 reply body.
+    pub async fn sign_in(&self, wallet: &Wallet) -> Value {
+        let body = self.sign_in_body(wallet).await;
+        let r = self.post("/sign-in", body).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.body
+    }
+}
+
+/// Decodes a JWT's payload without verifying it (for inspecting claims).
+pub fn claims_of(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// Decodes a JWT's header without verifying it.
+pub fn header_of(token: &str) -> Value {
+    use base64::Engine;
+    let header = token.split('.').next().unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
