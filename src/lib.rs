@@ -29,6 +29,7 @@
 //!
 //! The crate never binds a socket, reads the environment or installs a
 //! tracing subscriber on its own: `examples/standalone.rs` does that.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod audit;
 mod auth;

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod server;
 pub mod wallets;
 
 use std::sync::Arc;
@@ -190,4 +191,40 @@ pub fn header_of(token: &str) -> Value {
         .decode(header)
         .unwrap();
     serde_json::from_slice(&bytes).unwrap()
+}
+
+/// A test whose external dependency is missing: fails under `CI=true`,
+/// otherwise says loudly that it did not run. Returns normally only outside CI.
+pub fn missing_dependency(test: &str, why: &str) {
+    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    if in_ci {
+        panic!("{test}: {why} (CI=true: a missing dependency is a failure)");
+    }
+    eprintln!("\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
+    eprintln!("!!! SKIPPED {test}: {why}");
+    eprintln!("!!! run .ci/setup to install it; under CI=true this is a failure");
+    eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n");
+}
+
+/// The interop virtualenv's python (created by .ci/setup, or here on first
+/// use), or `None` when it cannot be had.
+pub fn interop_python() -> Option<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join("target/interop-venv/bin/python");
+    let works = |p: &std::path::Path| {
+        std::process::Command::new(p)
+            .args(["-c", "import pico_client_auth"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if works(&python) {
+        return Some(python);
+    }
+    // Serialize creation across test binaries with a lock directory.
+    let status = std::process::Command::new("bash").arg(root.join(".ci/setup")).current_dir(root).status();
+    if status.is_ok_and(|s| s.success()) && works(&python) {
+        Some(python)
+    } else {
+        None
+    }
 }

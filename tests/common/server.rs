@@ -1,0 +1,102 @@
+//! Runs the standalone example as a child process on 127.0.0.1:0.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of the built standalone example, building it if needed.
+pub fn standalone_binary() -> PathBuf {
+    // target/<profile>/deps/<test-binary> -> target/<profile>/examples/standalone
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target profile dir");
+    let bin = profile_dir.join("examples").join("standalone");
+    if !bin.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--example", "standalone"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo build --example standalone");
+        assert!(status.success(), "building the standalone example failed");
+    }
+    bin
+}
+
+/// A running standalone server; killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    pub stdout_lines: Vec<String>,
+}
+
+impl Server {
+    /// Starts the server with `--data-dir dir --listen 127.0.0.1:0`, extra
+    /// args and env, and waits (bounded) until it prints its address.
+    pub fn start(dir: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(standalone_binary());
+        cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .args(extra_args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .env("RUST_LOG", "warn");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn standalone");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut lines = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!("standalone did not start; stdout so far: {lines:?}")
+            });
+            if let Some(addr) = line.strip_prefix("wallet-auth listening on ") {
+                let base = format!("{}/api/v1/auth", addr.trim());
+                lines.push(line);
+                // Keep draining stdout so the child never blocks on a full pipe.
+                std::thread::spawn(move || while rx.recv().is_ok() {});
+                return Server { child, base, stdout_lines: lines };
+            }
+            lines.push(line);
+        }
+    }
+
+    /// Sends SIGTERM and waits (bounded) for a clean exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "standalone did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,136 @@
+//! The standalone server as a child process: first start, restart, signals.
+
+mod common;
+
+use common::server::Server;
+use common::Wallet;
+use serde_json::{json, Value};
+
+async fn sign_in(client: &reqwest::Client, base: &str, wallet: &Wallet) -> Value {
+    let address = wallet.address();
+    let c: Value = client
+        .post(format!("{base}/challenge"))
+        .json(&json!({ "address": address }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let nonce = c["challenge"].as_str().unwrap();
+    let body = json!({
+        "address": address,
+        "public_key": hex::encode(wallet.public_key()),
+        "signature": hex::encode(wallet.sign(nonce.as_bytes())),
+        "challenge": nonce,
+        "algorithm": wallet.algorithm(),
+    });
+    let r = client.post(format!("{base}/sign-in")).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+async fn jwks(client: &reqwest::Client, base: &str) -> Value {
+    client.get(format!("{base}/jwks")).send().await.unwrap().json().await.unwrap()
+}
+
+fn validate(token: &str, jwks: &Value) -> Result<Value, jsonwebtoken::errors::Error> {
+    wallet_auth::install_crypto_provider();
+    let key = &jwks["keys"][0];
+    let dk = jsonwebtoken::DecodingKey::from_rsa_components(key["n"].as_str().unwrap(), key["e"].as_str().unwrap())?;
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    v.set_audience(&["pico"]);
+    v.set_issuer(&["http://localhost:8100"]);
+    jsonwebtoken::decode::<Value>(token, &dk, &v).map(|d| d.claims)
+}
+
+#[tokio::test]
+async fn restart_keeps_the_key_and_tokens_stay_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+
+    let server = Server::start(dir.path(), &[], &[]);
+    let key_file = dir.path().join("signing-key.pem");
+    assert!(key_file.exists(), "first start creates the signing key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let before = jwks(&client, &server.base).await;
+    let tokens = sign_in(&client, &server.base, &Wallet::generate("Ed25519")).await;
+    let access = tokens["access_token"].as_str().unwrap().to_string();
+    validate(&access, &before).unwrap();
+    let status = server.terminate();
+    assert!(status.success(), "SIGTERM is a clean shutdown: {status:?}");
+
+    let server = Server::start(dir.path(), &[], &[]);
+    let after = jwks(&client, &server.base).await;
+    assert_eq!(after["keys"][0]["kid"], before["keys"][0]["kid"]);
+    assert_eq!(after, before);
+    let claims = validate(&access, &after).expect("a token minted before the restart validates after it");
+    assert_eq!(claims["role"], "wallet");
+    // And the refresh token minted before the restart still works.
+    let r = client
+        .post(format!("{}/refresh", server.base))
+        .json(&json!({ "refresh_token": tokens["refresh_token"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // A token signed by another key is refused by the same validation.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = Server::start(other_dir.path(), &[], &[]);
+    let foreign = sign_in(&client, &other.base, &Wallet::generate("Ed25519")).await;
+    assert!(validate(foreign["access_token"].as_str().unwrap(), &after).is_err());
+}
+
+#[tokio::test]
+async fn config_file_and_env_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.yaml");
+    std::fs::write(&cfg, "server_auth:\n  audience: from-yaml\n  challenge_ttl_seconds: 30\n  issuer: http://yaml\n").unwrap();
+    let server = Server::start(
+        dir.path(),
+        &["--config", cfg.to_str().unwrap()],
+        &[("SERVER_AUTH_ISSUER", "http://from-env"), ("SERVER_AUTH_SUPPORTED_WALLET_ALGORITHMS", "Ed25519")],
+    );
+    let client = reqwest::Client::new();
+    let c: Value = client
+        .post(format!("{}/challenge", server.base))
+        .json(&json!({ "address": "x" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(c["ttl"], 30);
+    let tokens = sign_in(&client, &server.base, &Wallet::generate("Ed25519")).await;
+    let claims = common::claims_of(tokens["access_token"].as_str().unwrap());
+    assert_eq!(claims["aud"], "from-yaml");
+    assert_eq!(claims["iss"], "http://from-env");
+    // Only Ed25519 is enabled by the env list.
+    let r = client
+        .post(format!("{}/sign-in", server.base))
+        .json(&json!({"address":"a","public_key":"aa","signature":"aa","challenge":"c","algorithm":"secp256k1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+#[test]
+fn bad_config_is_a_startup_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(common::server::standalone_binary())
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("SERVER_AUTH_ALGORITHM", "HS256")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("algorithm"), "{err}");
+}
