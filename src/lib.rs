@@ -8,14 +8,17 @@ pub mod challenge;
 pub mod clock;
 pub mod config;
 mod error;
+pub mod jsonl;
 pub mod revocation;
 pub mod token;
 pub mod wallet;
 
-pub use audit::{MemoryMintAuditStore, MintAuditStore, MintRecord};
+pub use audit::{JsonlMintAuditStore, MemoryMintAuditStore, MintAuditStore, MintRecord};
 pub use challenge::{ChallengeStore, MemoryChallengeStore};
 pub use config::AuthConfig;
 pub use error::{ConfigError, Error, StoreError};
-pub use revocation::{MemoryRevocationStore, RevocationEntry, RevocationKind, RevocationStore};
+pub use revocation::{
+    JsonlRevocationStore, MemoryRevocationStore, RevocationEntry, RevocationKind, RevocationStore,
+};
 pub use token::{AccessClaims, Jwk, RefreshClaims, SigningKey, TokenError};
 pub use wallet::{Algorithm, VerifyError};
