@@ -38,13 +38,14 @@ pub mod clock;
 pub mod config;
 mod error;
 pub mod http;
+pub mod jsonl;
 pub mod revocation;
 mod stores;
 pub mod token;
 pub mod wallet;
 mod work;
 
-pub use audit::{MemoryMintAuditStore, MintAuditStore, MintRecord};
+pub use audit::{JsonlMintAuditStore, MemoryMintAuditStore, MintAuditStore, MintRecord};
 pub use auth::{
     FleetRequest, FleetSession, Gate, MintView, SignInRequest, SignInResponse, TokenPair,
     WalletAuth, WalletAuthBuilder, MAX_ADDRESS_LEN,
@@ -52,7 +53,9 @@ pub use auth::{
 pub use challenge::{ChallengeStore, MemoryChallengeStore};
 pub use config::AuthConfig;
 pub use error::{ConfigError, Error, StoreError};
-pub use revocation::{MemoryRevocationStore, RevocationEntry, RevocationKind, RevocationStore};
+pub use revocation::{
+    JsonlRevocationStore, MemoryRevocationStore, RevocationEntry, RevocationKind, RevocationStore,
+};
 pub use token::{AccessClaims, Jwk, RefreshClaims, SigningKey, TokenError};
 pub use wallet::{Algorithm, VerifyError};
 

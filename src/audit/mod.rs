@@ -1,5 +1,6 @@
 //! The mint audit: the [`MintAuditStore`] trait and its backends.
 
+mod jsonl;
 mod memory;
 
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use self::jsonl::JsonlMintAuditStore;
 pub use self::memory::MemoryMintAuditStore;
 use crate::StoreError;
 

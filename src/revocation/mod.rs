@@ -1,5 +1,6 @@
 //! The jti denylist: the [`RevocationStore`] trait and its backends.
 
+mod jsonl;
 mod memory;
 
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use self::jsonl::JsonlRevocationStore;
 pub use self::memory::MemoryRevocationStore;
 use crate::StoreError;
 

@@ -1,0 +1,114 @@
+//! The durable mint audit: a JSON Lines file plus the newest records in
+//! memory.
+
+use std::path::Path;
+
+use async_trait::async_trait;
+
+use super::{MemoryMintAuditStore, MintAuditStore, MintRecord};
+use crate::jsonl::{self, JsonlWriter};
+use crate::StoreError;
+
+/// The mint audit in a JSON Lines file (pico-server-auth's format); the file
+/// keeps every record, memory keeps the newest `max_in_memory`.
+///
+/// Records enter memory only after their line is fsync'd. Records appended
+/// concurrently may enter memory in a slightly different order than the
+/// file's.
+pub struct JsonlMintAuditStore {
+    ring: MemoryMintAuditStore,
+    writer: JsonlWriter,
+}
+
+impl std::fmt::Debug for JsonlMintAuditStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonlMintAuditStore")
+            .field("writer", &self.writer)
+            .finish()
+    }
+}
+
+impl JsonlMintAuditStore {
+    /// Opens (creating when missing) the file at `path` and loads its newest
+    /// `max_in_memory` records, reading the file backwards from its end so
+    /// that start-up does not scan a large file. Does blocking I/O: call it
+    /// at start-up.
+    ///
+    /// # Errors
+    /// When the file cannot be opened for writing or read. There is no
+    /// fallback to memory.
+    pub fn open(path: impl AsRef<Path>, max_in_memory: usize) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        let max_in_memory = max_in_memory.max(1);
+        let writer = JsonlWriter::open(path)?;
+        let records = jsonl::load_last::<MintRecord>(path, max_in_memory)?;
+        tracing::info!(
+            path = %path.display(),
+            loaded = records.len(),
+            cap = max_in_memory,
+            "mint audit loaded"
+        );
+        let ring = MemoryMintAuditStore::new(max_in_memory);
+        ring.push(records);
+        Ok(Self { ring, writer })
+    }
+
+    /// The writer, for its counters.
+    pub fn writer(&self) -> &JsonlWriter {
+        &self.writer
+    }
+}
+
+#[async_trait]
+impl MintAuditStore for JsonlMintAuditStore {
+    async fn append(&self, records: Vec<MintRecord>) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.writer.append_records(&records).await?;
+        self.ring.push(records);
+        Ok(())
+    }
+
+    async fn recent(&self, limit: usize) -> Result<Vec<MintRecord>, StoreError> {
+        Ok(self.ring.newest(limit))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(i: u64) -> MintRecord {
+        MintRecord {
+            jti: format!("m{i}"),
+            sub: "s".into(),
+            role: "operator".into(),
+            iat: i,
+            exp: i + 600,
+            kind: "access".into(),
+            scope: String::new(),
+            agent_id: String::new(),
+            session_id: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_file_keeps_all_memory_keeps_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.jsonl");
+        let store = JsonlMintAuditStore::open(&path, 3).unwrap();
+        store.append((0..5).map(rec).collect()).await.unwrap();
+        store.append(vec![]).await.unwrap();
+        assert_eq!(store.writer().batches(), 1);
+        let jtis: Vec<_> = store
+            .recent(10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.jti)
+            .collect();
+        assert_eq!(jtis, ["m4", "m3", "m2"]);
+        assert_eq!(jsonl::load::<MintRecord>(&path).unwrap().len(), 5);
+    }
+}

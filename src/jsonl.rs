@@ -1,0 +1,667 @@
+//! The one JSON Lines writer and loader of the crate.
+//!
+//! - [`JsonlWriter`] appends lines durably with group commit: one OS thread
+//!   owns the file, drains every request already queued, writes the batch
+//!   with one `write_all`, calls `sync_data` once and then answers every
+//!   caller of the batch. A caller's `append` returns `Ok` only after its
+//!   lines are fsync'd.
+//! - [`load`] and [`load_last`] read a file written by this crate or by
+//!   pico-server-auth: blank lines are skipped, a malformed line is skipped
+//!   with a warning (line number only, never its contents), and a torn last
+//!   line (a crash mid-append) is survived.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use crate::StoreError;
+
+/// Most requests one batch takes from the queue before writing; bounds the
+/// batch buffer while still amortizing the fsync.
+const MAX_BATCH_REQUESTS: usize = 4096;
+
+/// Block size of the backwards reader of [`load_last`].
+const TAIL_BLOCK: u64 = 64 * 1024;
+
+/// One caller's lines (already `\n`-terminated) and where to send the outcome.
+struct Request {
+    bytes: Vec<u8>,
+    lines: u64,
+    reply: oneshot::Sender<Result<(), io::Error>>,
+}
+
+/// Counters of a [`JsonlWriter`], shared with its thread.
+#[derive(Debug, Default)]
+struct Counters {
+    batches: AtomicU64,
+    lines: AtomicU64,
+}
+
+/// The error payload of an append refused because an earlier batch failed.
+#[derive(Debug)]
+struct FailedEarlier(String);
+
+impl std::fmt::Display for FailedEarlier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "JSONL journal failed earlier ({}); refusing writes until reopened",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for FailedEarlier {}
+
+/// What the writer thread writes to: a file in production, a fake in tests.
+trait Journal: Write + Send + 'static {
+    /// Makes everything written so far durable.
+    fn sync(&mut self) -> io::Result<()>;
+}
+
+impl Journal for File {
+    fn sync(&mut self) -> io::Result<()> {
+        self.sync_data()
+    }
+}
+
+/// A durable, append-only JSON Lines file with group commit.
+///
+/// Cheap to share behind an `Arc`; all methods take `&self`. The writer
+/// thread ends once the writer is dropped and every queued request is done.
+///
+/// # Durability
+/// `append` returns `Ok` only after `sync_data` succeeded for a batch holding
+/// its lines (and, for a file this writer created, after the parent
+/// directory was fsync'd at open). Once a write or an fsync has failed, the
+/// writer refuses every later append: after a failed fsync the kernel may
+/// have dropped the dirty pages, so nothing written afterwards could be
+/// promised durable ("fsyncgate"). Reopen the store (restart) to recover.
+pub struct JsonlWriter {
+    tx: mpsc::Sender<Request>,
+    counters: Arc<Counters>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for JsonlWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonlWriter")
+            .field("path", &self.path)
+            .field("batches", &self.batches())
+            .field("lines", &self.lines())
+            .finish()
+    }
+}
+
+impl JsonlWriter {
+    /// Opens `path` for appending, creating it (mode 0600 on unix) and its
+    /// parent directories when missing, and starts the writer thread.
+    ///
+    /// This does blocking I/O; call it at start-up (or in `spawn_blocking`).
+    ///
+    /// # Errors
+    /// When the file cannot be opened for writing, or a new file's directory
+    /// entry cannot be made durable. Never falls back to memory.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent)?;
+        let (mut file, created) = match open_options(true).open(&path) {
+            Ok(f) => (f, true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                (open_options(false).open(&path)?, false)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if created {
+            sync_dir(&parent)?;
+        }
+        let torn_tail = ends_without_newline(&mut file)?;
+        if torn_tail {
+            tracing::warn!(path = %path.display(), "JSONL file does not end with a newline (torn last line?); the next append starts a new line");
+        }
+        Ok(Self::spawn(file, torn_tail, path)?)
+    }
+
+    fn spawn<J: Journal>(journal: J, torn_tail: bool, path: PathBuf) -> io::Result<Self> {
+        let (tx, rx) = mpsc::channel();
+        let counters = Arc::new(Counters::default());
+        let thread_counters = Arc::clone(&counters);
+        let name = format!(
+            "jsonl-writer:{}",
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        );
+        let thread_path = path.clone();
+        // The thread is detached: it ends on its own once every sender is
+        // gone and the queue is drained, so dropping a writer never blocks.
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || writer_loop(journal, torn_tail, rx, thread_counters, thread_path))?;
+        Ok(Self { tx, counters, path })
+    }
+
+    /// Appends `lines` (each without its `\n`) in one batch and returns once
+    /// they are fsync'd.
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] when the batch could not be written or fsync'd, or
+    /// a line contains `\n` (a bug of the caller); [`StoreError::Unavailable`]
+    /// when an earlier batch failed or the writer thread is gone.
+    pub async fn append(&self, lines: Vec<Vec<u8>>) -> Result<(), StoreError> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let mut bytes = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
+        for line in &lines {
+            if line.contains(&b'\n') {
+                return Err(StoreError::Io(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a JSON Lines record contains a newline",
+                )));
+            }
+            bytes.extend_from_slice(line);
+            bytes.push(b'\n');
+        }
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Request {
+                bytes,
+                lines: lines.len() as u64,
+                reply,
+            })
+            .map_err(|_| StoreError::Unavailable("JSONL writer thread is gone".into()))?;
+        match answer.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) if e.get_ref().is_some_and(|inner| inner.is::<FailedEarlier>()) => {
+                Err(StoreError::Unavailable(e.to_string()))
+            }
+            Ok(Err(e)) => Err(StoreError::Io(e)),
+            Err(_) => Err(StoreError::Unavailable(
+                "JSONL writer thread ended before answering".into(),
+            )),
+        }
+    }
+
+    /// Serializes each record as one compact JSON line and [`append`]s them.
+    ///
+    /// [`append`]: JsonlWriter::append
+    ///
+    /// # Errors
+    /// As [`append`](JsonlWriter::append); [`StoreError::Backend`] when a
+    /// record cannot be serialized.
+    pub async fn append_records<T: Serialize>(&self, records: &[T]) -> Result<(), StoreError> {
+        let lines = records
+            .iter()
+            .map(serde_json::to_vec)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        self.append(lines).await
+    }
+
+    /// How many batches were written and fsync'd successfully.
+    pub fn batches(&self) -> u64 {
+        self.counters.batches.load(Ordering::Acquire)
+    }
+
+    /// How many lines were written and fsync'd successfully.
+    pub fn lines(&self) -> u64 {
+        self.counters.lines.load(Ordering::Acquire)
+    }
+
+    /// The file this writer appends to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn open_options(create_new: bool) -> OpenOptions {
+    let mut o = OpenOptions::new();
+    o.read(true).append(true);
+    if create_new {
+        o.create_new(true);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o
+}
+
+/// Makes a new directory entry durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+/// Whether the file is non-empty and its last byte is not `\n`.
+fn ends_without_newline(file: &mut File) -> io::Result<bool> {
+    if file.metadata()?.len() == 0 {
+        return Ok(false);
+    }
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
+}
+
+fn writer_loop<J: Journal>(
+    mut journal: J,
+    mut torn_tail: bool,
+    rx: mpsc::Receiver<Request>,
+    counters: Arc<Counters>,
+    path: PathBuf,
+) {
+    // Set after the first failed write or fsync; every later batch fails.
+    let mut failed: Option<String> = None;
+    let mut buf = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH_REQUESTS {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        // `Err((kind, message, earlier))`: `earlier` when an earlier batch
+        // failed and this one was not even tried.
+        let outcome: Result<(), (io::ErrorKind, String, bool)> = match &failed {
+            Some(why) => Err((io::ErrorKind::Other, why.clone(), true)),
+            None => {
+                buf.clear();
+                if torn_tail {
+                    buf.push(b'\n');
+                }
+                for r in &batch {
+                    buf.extend_from_slice(&r.bytes);
+                }
+                match journal.write_all(&buf).and_then(|()| journal.sync()) {
+                    Ok(()) => {
+                        torn_tail = false;
+                        let lines = batch.iter().map(|r| r.lines).sum::<u64>();
+                        counters.lines.fetch_add(lines, Ordering::AcqRel);
+                        counters.batches.fetch_add(1, Ordering::AcqRel);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        tracing::error!(
+                            path = %path.display(),
+                            error = %e,
+                            "JSONL append failed; the journal refuses further writes"
+                        );
+                        failed = Some(e.to_string());
+                        Err((e.kind(), e.to_string(), false))
+                    }
+                }
+            }
+        };
+        for r in batch {
+            let answer = match &outcome {
+                Ok(()) => Ok(()),
+                Err((_, why, true)) => Err(io::Error::other(FailedEarlier(why.clone()))),
+                Err((kind, msg, false)) => Err(io::Error::new(*kind, msg.clone())),
+            };
+            // The caller may have stopped waiting; nothing to do then.
+            let _ = r.reply.send(answer);
+        }
+        if buf.capacity() > 1 << 20 {
+            buf = Vec::new();
+        }
+    }
+}
+
+/// Reads every record of `path`, oldest first.
+///
+/// A missing file is empty. Blank lines are skipped; a line that is not JSON
+/// or not a `T` is skipped with a warning naming its line number; a torn last
+/// line is skipped the same way.
+///
+/// # Errors
+/// When the file exists but cannot be read.
+pub fn load<T: DeserializeOwned>(path: impl AsRef<Path>) -> Result<Vec<T>, StoreError> {
+    let path = path.as_ref();
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut reader = BufReader::new(file);
+    let mut out = Vec::new();
+    let mut line = Vec::new();
+    let mut line_no = 0usize;
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        line_no += 1;
+        let terminated = line.last() == Some(&b'\n');
+        if let Some(record) = parse_line(&line, path, LinePos::Number(line_no), !terminated) {
+            out.push(record);
+        }
+    }
+    Ok(out)
+}
+
+/// Reads the newest `n` records of `path`, oldest first, reading the file
+/// backwards from its end in blocks: start-up cost is bounded by what is
+/// kept, not by the size of the file.
+///
+/// Skips what [`load`] skips; warnings count lines from the end of the file.
+///
+/// # Errors
+/// When the file exists but cannot be read.
+pub fn load_last<T: DeserializeOwned>(
+    path: impl AsRef<Path>,
+    n: usize,
+) -> Result<Vec<T>, StoreError> {
+    let path = path.as_ref();
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut pos = file.metadata()?.len();
+    // Newest first while collecting.
+    let mut newest_first: VecDeque<T> = VecDeque::new();
+    // Bytes from the start of the current block to the first newline seen
+    // so far: the tail end of a line whose start lies further back.
+    let mut carry: Vec<u8> = Vec::new();
+    let mut from_end = 0usize;
+    let mut first_segment = true;
+    while pos > 0 && newest_first.len() < n {
+        let start = pos.saturating_sub(TAIL_BLOCK);
+        let len = usize::try_from(pos - start).unwrap_or(usize::MAX);
+        let mut buf = vec![0u8; len];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut buf)?;
+        buf.extend_from_slice(&carry);
+        let mut end = buf.len();
+        while let Some(i) = buf[..end].iter().rposition(|b| *b == b'\n') {
+            if !(first_segment && i + 1 == end) {
+                // Not the empty "line" after the file's final newline.
+                from_end += 1;
+                let segment = &buf[i + 1..end];
+                if let Some(r) =
+                    parse_line(segment, path, LinePos::FromEnd(from_end), first_segment)
+                {
+                    newest_first.push_back(r);
+                    if newest_first.len() == n {
+                        break;
+                    }
+                }
+            }
+            first_segment = false;
+            end = i;
+        }
+        carry = buf[..end].to_vec();
+        pos = start;
+    }
+    if pos == 0 && newest_first.len() < n && !carry.is_empty() {
+        from_end += 1;
+        if let Some(r) = parse_line(&carry, path, LinePos::FromEnd(from_end), first_segment) {
+            newest_first.push_back(r);
+        }
+    }
+    Ok(newest_first.into_iter().rev().collect())
+}
+
+#[derive(Clone, Copy)]
+enum LinePos {
+    Number(usize),
+    FromEnd(usize),
+}
+
+impl std::fmt::Display for LinePos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LinePos::Number(n) => write!(f, "line {n}"),
+            LinePos::FromEnd(n) => write!(f, "line {n} from the end"),
+        }
+    }
+}
+
+/// Parses one line (with or without its `\n`); `None` for a blank or bad one.
+fn parse_line<T: DeserializeOwned>(
+    line: &[u8],
+    path: &Path,
+    pos: LinePos,
+    unterminated: bool,
+) -> Option<T> {
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    match serde_json::from_slice(line) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            // The serde error names a column and a category, never the
+            // line's contents.
+            let what = if unterminated {
+                "torn last line (no newline) skipped"
+            } else {
+                "malformed line skipped"
+            };
+            tracing::warn!(
+                path = %path.display(),
+                error = category(&e),
+                column = e.column(),
+                "{what}: {pos}"
+            );
+            None
+        }
+    }
+}
+
+/// A short, content-free name for a serde_json error category.
+fn category(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Io => "io",
+        serde_json::error::Category::Syntax => "syntax",
+        serde_json::error::Category::Data => "unexpected fields or types",
+        serde_json::error::Category::Eof => "truncated",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Rec {
+        id: u32,
+    }
+
+    fn recs(ids: &[u32]) -> Vec<Rec> {
+        ids.iter().map(|&id| Rec { id }).collect()
+    }
+
+    #[tokio::test]
+    async fn appends_load_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/a.jsonl");
+        let w = JsonlWriter::open(&path).unwrap();
+        w.append_records(&recs(&[1, 2])).await.unwrap();
+        w.append_records(&recs(&[3])).await.unwrap();
+        assert_eq!(w.lines(), 3);
+        assert_eq!(load::<Rec>(&path).unwrap(), recs(&[1, 2, 3]));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_line_with_a_newline_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = JsonlWriter::open(dir.path().join("a.jsonl")).unwrap();
+        let err = w.append(vec![b"{}\n{}".to_vec()]).await.unwrap_err();
+        assert!(matches!(err, StoreError::Io(_)));
+        assert_eq!(w.batches(), 0);
+    }
+
+    #[test]
+    fn unopenable_path_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory cannot be opened as the journal.
+        assert!(JsonlWriter::open(dir.path()).is_err());
+        // Nor can a file below a regular file.
+        let f = dir.path().join("file");
+        std::fs::write(&f, b"").unwrap();
+        assert!(JsonlWriter::open(f.join("x.jsonl")).is_err());
+    }
+
+    #[test]
+    fn load_skips_blank_malformed_and_torn_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        std::fs::write(
+            &path,
+            b"{\"id\":1}\n\n   \n{oops\n{\"x\":1}\n\xff\xfe\n{\"id\":2}\r\n{\"id\":3}\n{\"id\":",
+        )
+        .unwrap();
+        assert_eq!(load::<Rec>(&path).unwrap(), recs(&[1, 2, 3]));
+        assert_eq!(load_last::<Rec>(&path, 2).unwrap(), recs(&[2, 3]));
+        assert_eq!(load_last::<Rec>(&path, 100).unwrap(), recs(&[1, 2, 3]));
+        assert!(load_last::<Rec>(&path, 0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn missing_file_loads_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("none.jsonl");
+        assert!(load::<Rec>(&path).unwrap().is_empty());
+        assert!(load_last::<Rec>(&path, 5).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_unterminated_complete_last_line_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        std::fs::write(&path, b"{\"id\":1}\n{\"id\":2}").unwrap();
+        assert_eq!(load::<Rec>(&path).unwrap(), recs(&[1, 2]));
+        assert_eq!(load_last::<Rec>(&path, 1).unwrap(), recs(&[2]));
+    }
+
+    #[test]
+    fn load_last_crosses_block_boundaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.jsonl");
+        let mut text = Vec::new();
+        let pad = "p".repeat(1000);
+        for id in 0..500u32 {
+            text.extend_from_slice(format!("{{\"id\":{id},\"pad\":\"{pad}\"}}\n").as_bytes());
+            if id == 250 {
+                text.extend_from_slice(b"not json at all\n");
+            }
+        }
+        std::fs::write(&path, &text).unwrap();
+        assert!(text.len() as u64 > 4 * TAIL_BLOCK);
+        let all: Vec<Rec> = load(&path).unwrap();
+        assert_eq!(all.len(), 500);
+        let last: Vec<Rec> = load_last(&path, 300).unwrap();
+        assert_eq!(last, recs(&(200..500).collect::<Vec<_>>()));
+        let every: Vec<Rec> = load_last(&path, 10_000).unwrap();
+        assert_eq!(every, all);
+    }
+
+    #[tokio::test]
+    async fn appending_after_a_torn_tail_starts_a_new_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        std::fs::write(&path, b"{\"id\":1}\n{\"id\":").unwrap();
+        let w = JsonlWriter::open(&path).unwrap();
+        w.append_records(&recs(&[2])).await.unwrap();
+        w.append_records(&recs(&[3])).await.unwrap();
+        let text = std::fs::read(&path).unwrap();
+        assert_eq!(text, b"{\"id\":1}\n{\"id\":\n{\"id\":2}\n{\"id\":3}\n");
+        assert_eq!(load::<Rec>(&path).unwrap(), recs(&[1, 2, 3]));
+    }
+
+    /// A journal whose fsync fails on demand.
+    struct FlakyJournal {
+        fail_sync_at: usize,
+        syncs: usize,
+        written: Arc<std::sync::Mutex<Vec<u8>>>,
+    }
+
+    impl Write for FlakyJournal {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.written.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Journal for FlakyJournal {
+        fn sync(&mut self) -> io::Result<()> {
+            self.syncs += 1;
+            if self.syncs == self.fail_sync_at {
+                Err(io::Error::other("EIO from fsync"))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn after_a_failed_fsync_every_later_append_fails() {
+        let written = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let journal = FlakyJournal {
+            fail_sync_at: 2,
+            syncs: 0,
+            written: Arc::clone(&written),
+        };
+        let w = JsonlWriter::spawn(journal, false, PathBuf::from("fake.jsonl")).unwrap();
+        w.append(vec![b"1".to_vec()]).await.unwrap();
+        let err = w.append(vec![b"2".to_vec()]).await.unwrap_err();
+        assert!(matches!(err, StoreError::Io(_)), "{err:?}");
+        for _ in 0..3 {
+            let err = w.append(vec![b"3".to_vec()]).await.unwrap_err();
+            assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        }
+        assert_eq!(w.batches(), 1);
+        // Nothing is written after the failure.
+        assert_eq!(&*written.lock().unwrap(), b"1\n2\n");
+    }
+
+    #[test]
+    fn works_without_a_tokio_runtime_in_the_writer() {
+        // The writer thread is a plain OS thread; only the caller awaits.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        let w = JsonlWriter::open(&path).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(w.append_records(&recs(&[7]))).unwrap();
+        drop(w);
+        assert_eq!(load::<Rec>(&path).unwrap(), recs(&[7]));
+    }
+}

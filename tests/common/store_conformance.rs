@@ -1,0 +1,285 @@
+//! The store conformance suite: written once, run against every backend.
+//!
+//! A backend implements [`Backend`]; `tests/store_conformance.rs` runs every
+//! case against it with `conformance_tests!(name, backend_expr)`. A new
+//! backend (Redis) adds one `Backend` impl and one macro line.
+
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use wallet_auth::{MintAuditStore, MintRecord, RevocationEntry, RevocationKind, RevocationStore};
+
+/// A store backend under test.
+pub trait Backend: Send + Sync + 'static {
+    /// Opens the denylist. Every call opens the *same* storage: for a durable
+    /// backend a second call is a restart.
+    fn revocations(&self) -> Arc<dyn RevocationStore>;
+    /// Opens the mint audit keeping the newest `max_in_memory` in memory;
+    /// same storage on every call, like [`Backend::revocations`].
+    fn mints(&self, max_in_memory: usize) -> Arc<dyn MintAuditStore>;
+    /// Whether what is written survives reopening.
+    fn durable(&self) -> bool;
+}
+
+/// A denylist entry.
+pub fn entry(jti: &str, reason: &str, revoked_at: f64) -> RevocationEntry {
+    RevocationEntry {
+        jti: jti.into(),
+        revoked_at,
+        reason: reason.into(),
+        revoked_by: "operator-1".into(),
+        exp: None,
+        kind: RevocationKind::Token,
+    }
+}
+
+/// A mint record numbered `i`.
+pub fn mint(i: u64) -> MintRecord {
+    MintRecord {
+        jti: format!("mint-{i}"),
+        sub: format!("0xwallet{i}"),
+        role: "operator".into(),
+        iat: 1_767_225_600 + i,
+        exp: 1_767_225_600 + i + 28_800,
+        kind: "access".into(),
+        scope: String::new(),
+        agent_id: String::new(),
+        session_id: String::new(),
+    }
+}
+
+fn jtis(list: &[RevocationEntry]) -> Vec<&str> {
+    list.iter().map(|e| e.jti.as_str()).collect()
+}
+
+fn mint_jtis(list: &[MintRecord]) -> Vec<String> {
+    list.iter().map(|m| m.jti.clone()).collect()
+}
+
+pub async fn idempotent_revoke_returns_first_entry(b: &dyn Backend) {
+    let store = b.revocations();
+    let first = store.revoke(entry("j1", "first", 10.5)).await.unwrap();
+    assert_eq!(first, entry("j1", "first", 10.5));
+    let again = store.revoke(entry("j1", "second", 99.0)).await.unwrap();
+    assert_eq!(again, first);
+    assert_eq!(store.get("j1").await.unwrap(), Some(first));
+    assert_eq!(store.list().await.unwrap().len(), 1);
+}
+
+pub async fn get_unknown_is_none(b: &dyn Backend) {
+    let store = b.revocations();
+    store.revoke(entry("known", "", 1.0)).await.unwrap();
+    assert_eq!(store.get("unknown").await.unwrap(), None);
+}
+
+pub async fn list_is_newest_first(b: &dyn Backend) {
+    let store = b.revocations();
+    for (i, j) in ["a", "b", "c"].iter().enumerate() {
+        store.revoke(entry(j, "", 100.0 + i as f64)).await.unwrap();
+    }
+    assert_eq!(jtis(&store.list().await.unwrap()), ["c", "b", "a"]);
+}
+
+pub async fn version_changes_only_when_the_set_changes(b: &dyn Backend) {
+    let store = b.revocations();
+    let v0 = store.version();
+    store.revoke(entry("a", "", 1.0)).await.unwrap();
+    let v1 = store.version();
+    assert_ne!(v0, v1);
+    store.revoke(entry("a", "again", 2.0)).await.unwrap();
+    assert_eq!(store.version(), v1, "an idempotent revoke is no change");
+    store.revoke(entry("b", "", 3.0)).await.unwrap();
+    assert_ne!(store.version(), v1);
+}
+
+pub async fn optional_fields_round_trip(b: &dyn Backend) {
+    let store = b.revocations();
+    let family = RevocationEntry {
+        exp: Some(1_800_000_000),
+        kind: RevocationKind::RefreshFamily,
+        ..entry("family-1", "reuse detected", 5.25)
+    };
+    assert_eq!(store.revoke(family.clone()).await.unwrap(), family);
+    assert_eq!(store.get("family-1").await.unwrap(), Some(family.clone()));
+    if b.durable() {
+        drop(store);
+        assert_eq!(b.revocations().get("family-1").await.unwrap(), Some(family));
+    }
+}
+
+pub async fn concurrent_revokes_of_one_jti_agree(b: &dyn Backend) {
+    let store = b.revocations();
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..50 {
+        let store = Arc::clone(&store);
+        set.spawn(async move {
+            store
+                .revoke(entry("same", &format!("r{i}"), i as f64))
+                .await
+        });
+    }
+    let got: Vec<_> = set
+        .join_all()
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        got.iter().all(|e| *e == got[0]),
+        "every caller gets the first entry"
+    );
+    assert_eq!(store.list().await.unwrap().as_slice(), &[got[0].clone()]);
+    if b.durable() {
+        drop(store);
+        let reopened = b.revocations();
+        assert_eq!(reopened.list().await.unwrap().as_slice(), &[got[0].clone()]);
+    }
+}
+
+pub async fn concurrent_revokes_of_distinct_jtis_all_kept(b: &dyn Backend) {
+    let store = b.revocations();
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let store = Arc::clone(&store);
+        set.spawn(async move { store.revoke(entry(&format!("j{i}"), "", i as f64)).await });
+    }
+    for r in set.join_all().await {
+        r.unwrap();
+    }
+    let want: HashSet<String> = (0..200).map(|i| format!("j{i}")).collect();
+    let have: HashSet<String> = store
+        .list()
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.jti.clone())
+        .collect();
+    assert_eq!(have, want);
+    if b.durable() {
+        drop(store);
+        let reopened = b.revocations();
+        let have: HashSet<String> = reopened
+            .list()
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.jti.clone())
+            .collect();
+        assert_eq!(have, want);
+    }
+}
+
+pub async fn reopen_finds_every_entry(b: &dyn Backend) {
+    if !b.durable() {
+        return;
+    }
+    let store = b.revocations();
+    let mut written = Vec::new();
+    for i in 0..5 {
+        written.push(
+            store
+                .revoke(entry(&format!("r{i}"), "why", 1000.0 + f64::from(i)))
+                .await
+                .unwrap(),
+        );
+    }
+    let before = store.list().await.unwrap();
+    drop(store);
+    let reopened = b.revocations();
+    assert_eq!(
+        reopened.list().await.unwrap(),
+        before,
+        "same entries, same order"
+    );
+    for e in &written {
+        assert_eq!(reopened.get(&e.jti).await.unwrap().as_ref(), Some(e));
+    }
+    // Still idempotent after a restart.
+    let again = reopened.revoke(entry("r0", "later", 5000.0)).await.unwrap();
+    assert_eq!(again, written[0]);
+    assert_eq!(reopened.list().await.unwrap().len(), 5);
+}
+
+pub async fn audit_recent_is_newest_first_and_limited(b: &dyn Backend) {
+    let audit = b.mints(100);
+    audit.append(vec![mint(0), mint(1)]).await.unwrap();
+    audit.append(vec![mint(2)]).await.unwrap();
+    audit.append(vec![]).await.unwrap();
+    let all = audit.recent(10).await.unwrap();
+    assert_eq!(mint_jtis(&all), ["mint-2", "mint-1", "mint-0"]);
+    assert_eq!(all[0], mint(2), "records come back whole");
+    assert_eq!(
+        mint_jtis(&audit.recent(2).await.unwrap()),
+        ["mint-2", "mint-1"]
+    );
+    assert!(audit.recent(0).await.unwrap().is_empty());
+}
+
+pub async fn audit_keeps_only_the_newest_n(b: &dyn Backend) {
+    let audit = b.mints(3);
+    audit.append((0..5).map(mint).collect()).await.unwrap();
+    audit.append(vec![mint(5)]).await.unwrap();
+    assert_eq!(
+        mint_jtis(&audit.recent(100).await.unwrap()),
+        ["mint-5", "mint-4", "mint-3"]
+    );
+}
+
+pub async fn audit_reopen_keeps_the_newest_n(b: &dyn Backend) {
+    if !b.durable() {
+        return;
+    }
+    let audit = b.mints(4);
+    audit.append((0..3).map(mint).collect()).await.unwrap();
+    audit.append((3..8).map(mint).collect()).await.unwrap();
+    audit.append(vec![mint(8), mint(9)]).await.unwrap();
+    drop(audit);
+    let reopened = b.mints(4);
+    let recent = reopened.recent(100).await.unwrap();
+    assert_eq!(mint_jtis(&recent), ["mint-9", "mint-8", "mint-7", "mint-6"]);
+    assert_eq!(recent[0], mint(9));
+    reopened.append(vec![mint(10)]).await.unwrap();
+    assert_eq!(
+        mint_jtis(&reopened.recent(100).await.unwrap()),
+        ["mint-10", "mint-9", "mint-8", "mint-7"]
+    );
+    drop(reopened);
+    // A larger window after a restart sees the whole file.
+    assert_eq!(b.mints(1000).recent(1000).await.unwrap().len(), 11);
+}
+
+/// Runs every case against one backend: `conformance_tests!(module, expr)`
+/// where `expr` builds a fresh backend (fresh storage) for each case.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($name:ident, $backend:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::conformance_tests!(@cases $backend;
+                idempotent_revoke_returns_first_entry,
+                get_unknown_is_none,
+                list_is_newest_first,
+                version_changes_only_when_the_set_changes,
+                optional_fields_round_trip,
+                concurrent_revokes_of_one_jti_agree,
+                concurrent_revokes_of_distinct_jtis_all_kept,
+                reopen_finds_every_entry,
+                audit_recent_is_newest_first_and_limited,
+                audit_keeps_only_the_newest_n,
+                audit_reopen_keeps_the_newest_n,
+            );
+        }
+    };
+    (@cases $backend:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let backend = $backend;
+                conformance::$case(&backend).await;
+            }
+        )*
+    };
+}
