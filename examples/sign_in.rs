@@ -47,7 +47,11 @@ fn load_seed(path: Option<&str>) -> Result<[u8; 32], Box<dyn std::error::Error>>
     Ok(seed)
 }
 
-async fn post(client: &reqwest::Client, url: String, body: Value) -> Result<Value, Box<dyn std::error::Error>> {
+async fn post(
+    client: &reqwest::Client,
+    url: String,
+    body: Value,
+) -> Result<Value, Box<dyn std::error::Error>> {
     let resp = client.post(&url).json(&body).send().await?;
     let status = resp.status();
     let body: Value = resp.json().await?;
@@ -59,8 +63,12 @@ async fn post(client: &reqwest::Client, url: String, body: Value) -> Result<Valu
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (mut server, mut algorithm, mut key, mut refresh) =
-        ("http://127.0.0.1:8100".to_string(), "ML-DSA-65".to_string(), None, false);
+    let (mut server, mut algorithm, mut key, mut refresh) = (
+        "http://127.0.0.1:8100".to_string(),
+        "ML-DSA-65".to_string(),
+        None,
+        false,
+    );
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -74,12 +82,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let base = format!("{}/api/v1/auth", server.trim_end_matches('/'));
     let wallet = Wallet::from_seed(&algorithm, load_seed(key.as_deref())?);
     let address = wallet.address();
-    println!("wallet   {} ({} bytes of public key)", wallet.algorithm(), wallet.public_key().len());
+    println!(
+        "wallet   {} ({} bytes of public key)",
+        wallet.algorithm(),
+        wallet.public_key().len()
+    );
     println!("address  {}…", &address[..address.len().min(32)]);
 
     let client = reqwest::Client::new();
-    let challenge = post(&client, format!("{base}/challenge"), json!({ "address": address })).await?;
-    let nonce = challenge["challenge"].as_str().ok_or("no challenge in reply")?;
+    let challenge = post(
+        &client,
+        format!("{base}/challenge"),
+        json!({ "address": address }),
+    )
+    .await?;
+    let nonce = challenge["challenge"]
+        .as_str()
+        .ok_or("no challenge in reply")?;
     println!("challenge {nonce} (ttl {}s)", challenge["ttl"]);
 
     let signature = wallet.sign(nonce.as_bytes());
@@ -94,12 +113,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let access = tokens["access_token"].as_str().ok_or("no access_token")?;
     println!("\naccess_token  {access}\n");
     println!("claims {}", serde_json::to_string_pretty(&claims(access))?);
-    println!("\nrefresh_token {}", tokens["refresh_token"].as_str().unwrap_or_default());
+    println!(
+        "\nrefresh_token {}",
+        tokens["refresh_token"].as_str().unwrap_or_default()
+    );
 
     if refresh {
-        let next = post(&client, format!("{base}/refresh"), json!({ "refresh_token": tokens["refresh_token"] })).await?;
+        let next = post(
+            &client,
+            format!("{base}/refresh"),
+            json!({ "refresh_token": tokens["refresh_token"] }),
+        )
+        .await?;
         let access = next["access_token"].as_str().unwrap_or_default();
-        println!("\nrefreshed; new access token claims {}", serde_json::to_string_pretty(&claims(access))?);
+        println!(
+            "\nrefreshed; new access token claims {}",
+            serde_json::to_string_pretty(&claims(access))?
+        );
     }
     Ok(())
 }

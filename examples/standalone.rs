@@ -27,10 +27,17 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { config: None, listen: "127.0.0.1:8100".into(), data_dir: PathBuf::from("data") };
+    let mut args = Args {
+        config: None,
+        listen: "127.0.0.1:8100".into(),
+        data_dir: PathBuf::from("data"),
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value\n{USAGE}"));
+        let mut value = |name: &str| {
+            it.next()
+                .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
+        };
         match flag.as_str() {
             "--config" => args.config = Some(PathBuf::from(value("--config")?)),
             "--listen" => args.listen = value("--listen")?,
@@ -49,11 +56,15 @@ fn parse_args() -> Result<Args, String> {
 /// applies `SERVER_AUTH_<NAME>` variables, typed after the defaults.
 fn load_config(path: Option<&Path>) -> Result<AuthConfig, String> {
     let defaults = serde_json::to_value(AuthConfig::default()).map_err(|e| e.to_string())?;
-    let Value::Object(defaults) = defaults else { return Err("config defaults are not a map".into()) };
+    let Value::Object(defaults) = defaults else {
+        return Err("config defaults are not a map".into());
+    };
     let mut merged: Map<String, Value> = Map::new();
     if let Some(path) = path {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let yaml: Value = serde_yaml::from_str(&text).map_err(|e| format!("{}: invalid YAML: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let yaml: Value = serde_yaml::from_str(&text)
+            .map_err(|e| format!("{}: invalid YAML: {e}", path.display()))?;
         let tree = match yaml.get("server_auth") {
             Some(t) => t.clone(),
             None => yaml,
@@ -71,17 +82,29 @@ fn load_config(path: Option<&Path>) -> Result<AuthConfig, String> {
     }
     for (name, default) in &defaults {
         let var = format!("SERVER_AUTH_{}", name.to_uppercase());
-        let Ok(raw) = std::env::var(&var) else { continue };
+        let Ok(raw) = std::env::var(&var) else {
+            continue;
+        };
         let value = match default {
-            Value::Bool(_) => Value::Bool(matches!(raw.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")),
-            Value::Number(_) => {
-                Value::Number(raw.trim().parse::<u64>().map_err(|_| format!("{var} must be a non-negative integer"))?.into())
-            }
+            Value::Bool(_) => Value::Bool(matches!(
+                raw.to_ascii_lowercase().as_str(),
+                "1" | "true" | "yes" | "on"
+            )),
+            Value::Number(_) => Value::Number(
+                raw.trim()
+                    .parse::<u64>()
+                    .map_err(|_| format!("{var} must be a non-negative integer"))?
+                    .into(),
+            ),
             Value::Array(_) if raw.trim_start().starts_with('[') => {
                 serde_json::from_str(&raw).map_err(|e| format!("{var}: invalid JSON array: {e}"))?
             }
             Value::Array(_) => Value::Array(
-                raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| Value::String(s.into())).collect(),
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| Value::String(s.into()))
+                    .collect(),
             ),
             _ => Value::String(raw),
         };
@@ -108,20 +131,23 @@ fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 
 fn load_or_create_key(path: &Path) -> Result<SigningKey, String> {
     if path.exists() {
-        let pem = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let key = SigningKey::from_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))?;
         tracing::info!(path = %path.display(), kid = key.kid(), "loaded signing key");
         return Ok(key);
     }
     let key = SigningKey::generate(2048).map_err(|e| e.to_string())?;
     let pem = key.to_pkcs8_pem().map_err(|e| e.to_string())?;
-    write_private(path, pem.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    write_private(path, pem.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     tracing::info!(path = %path.display(), kid = key.kid(), "created a new signing key (mode 0600)");
     Ok(key)
 }
 
 fn prepare(args: &Args, config: &mut AuthConfig) -> Result<SigningKey, String> {
-    std::fs::create_dir_all(&args.data_dir).map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
     let in_data = |name: &str| args.data_dir.join(name).to_string_lossy().into_owned();
     if config.revocation_store_path.is_empty() {
         config.revocation_store_path = in_data("revocations.jsonl");
@@ -142,19 +168,26 @@ fn prepare(args: &Args, config: &mut AuthConfig) -> Result<SigningKey, String> {
 /// With `auto_create_admin` on and no password configured, a password is
 /// generated on first start, printed once, and only its argon2id hash kept.
 fn prepare_admin(args: &Args, config: &mut AuthConfig) -> Result<(), String> {
-    if !config.auto_create_admin || config.admin_password.as_deref().is_some_and(|p| !p.is_empty()) {
+    if !config.auto_create_admin
+        || config
+            .admin_password
+            .as_deref()
+            .is_some_and(|p| !p.is_empty())
+    {
         return Ok(());
     }
     let path = args.data_dir.join("admin-password.argon2");
     if path.exists() {
-        let hash = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let hash = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         config.admin_password = Some(hash.trim().to_string());
         tracing::info!(path = %path.display(), "loaded the admin password hash");
         return Ok(());
     }
     let password = wallet_auth::password::generate_password();
     let hash = wallet_auth::password::hash_password(&password).map_err(|e| e.to_string())?;
-    write_private(&path, hash.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    write_private(&path, hash.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     println!(
         "\n  Generated the bootstrap admin password (shown once; only its hash is kept in {}):\n\n    email:    {}\n    password: {}\n",
         path.display(),
@@ -197,7 +230,8 @@ fn fail(msg: String) -> ! {
 async fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_http=info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -210,18 +244,28 @@ async fn main() {
         mint_audit = %config.mint_audit_path,
         "configuration loaded"
     );
-    let auth = WalletAuth::builder(config).with_signing_key(key).build().unwrap_or_else(|e| fail(e.to_string()));
-    let app = auth.router().layer(tower_http::trace::TraceLayer::new_for_http());
+    let auth = WalletAuth::builder(config)
+        .with_signing_key(key)
+        .build()
+        .unwrap_or_else(|e| fail(e.to_string()));
+    let app = auth
+        .router()
+        .layer(tower_http::trace::TraceLayer::new_for_http());
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .unwrap_or_else(|e| fail(format!("cannot listen on {}: {e}", args.listen)));
-    let addr = listener.local_addr().unwrap_or_else(|e| fail(e.to_string()));
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|e| fail(e.to_string()));
     tracing::info!(%addr, prefix = %auth.config().route_prefix, "listening");
     println!("wallet-auth listening on http://{addr}");
     let _ = std::io::stdout().flush();
-    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await;
     if let Err(e) = served {
         fail(format!("server error: {e}"));
     }

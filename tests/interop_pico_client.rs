@@ -11,7 +11,12 @@ use common::server::Server;
 use common::Wallet;
 use serde_json::{json, Value};
 
-async fn post(client: &reqwest::Client, url: String, body: Value, headers: &[(&str, &str)]) -> Value {
+async fn post(
+    client: &reqwest::Client,
+    url: String,
+    body: Value,
+    headers: &[(&str, &str)],
+) -> Value {
     let mut req = client.post(&url).json(&body);
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -24,7 +29,10 @@ async fn post(client: &reqwest::Client, url: String, body: Value, headers: &[(&s
 #[tokio::test]
 async fn pico_client_auth_validates_and_honours_revocation() {
     let Some(python) = common::interop_python() else {
-        common::missing_dependency("pico_client_auth_validates_and_honours_revocation", "no Python venv with pico-client-auth 0.7.1");
+        common::missing_dependency(
+            "pico_client_auth_validates_and_honours_revocation",
+            "no Python venv with pico-client-auth 0.7.1",
+        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -42,7 +50,13 @@ async fn pico_client_auth_validates_and_honours_revocation() {
 
     // A wallet signs in.
     let wallet = Wallet::generate("ML-DSA-65");
-    let c = post(&client, format!("{base}/challenge"), json!({ "address": wallet.address() }), &[]).await;
+    let c = post(
+        &client,
+        format!("{base}/challenge"),
+        json!({ "address": wallet.address() }),
+        &[],
+    )
+    .await;
     let nonce = c["challenge"].as_str().unwrap();
     let tokens = post(
         &client,
@@ -69,8 +83,16 @@ async fn pico_client_auth_validates_and_honours_revocation() {
     let service_token = service["session_token"].as_str().unwrap().to_string();
 
     let mut consumer = Command::new(&python)
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/consumer.py"))
-        .args([format!("{base}/jwks"), format!("{base}/revoked-jtis"), service_token, access.clone()])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/interop/consumer.py"
+        ))
+        .args([
+            format!("{base}/jwks"),
+            format!("{base}/revoked-jtis"),
+            service_token,
+            access.clone(),
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -93,13 +115,26 @@ async fn pico_client_auth_validates_and_honours_revocation() {
         &[],
     )
     .await;
-    let jti = common::claims_of(&access)["jti"].as_str().unwrap().to_string();
+    let jti = common::claims_of(&access)["jti"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let bearer = format!("Bearer {}", op["access_token"].as_str().unwrap());
-    let revoked = post(&client, format!("{base}/revoke"), json!({ "jti": jti, "reason": "interop" }), &[("authorization", &bearer)]).await;
+    let revoked = post(
+        &client,
+        format!("{base}/revoke"),
+        json!({ "jti": jti, "reason": "interop" }),
+        &[("authorization", &bearer)],
+    )
+    .await;
     assert_eq!(revoked["revoked"]["jti"], jti);
 
     consumer.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    let second = tokio::task::spawn_blocking(move || lines.next()).await.unwrap().expect("consumer output").unwrap();
+    let second = tokio::task::spawn_blocking(move || lines.next())
+        .await
+        .unwrap()
+        .expect("consumer output")
+        .unwrap();
     assert!(second.starts_with("REJECTED"), "{second}");
     assert!(second.contains(&jti), "{second}");
     assert!(consumer.wait().unwrap().success());

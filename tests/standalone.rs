@@ -25,19 +25,34 @@ async fn sign_in(client: &reqwest::Client, base: &str, wallet: &Wallet) -> Value
         "challenge": nonce,
         "algorithm": wallet.algorithm(),
     });
-    let r = client.post(format!("{base}/sign-in")).json(&body).send().await.unwrap();
+    let r = client
+        .post(format!("{base}/sign-in"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     r.json().await.unwrap()
 }
 
 async fn jwks(client: &reqwest::Client, base: &str) -> Value {
-    client.get(format!("{base}/jwks")).send().await.unwrap().json().await.unwrap()
+    client
+        .get(format!("{base}/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 fn validate(token: &str, jwks: &Value) -> Result<Value, jsonwebtoken::errors::Error> {
     wallet_auth::install_crypto_provider();
     let key = &jwks["keys"][0];
-    let dk = jsonwebtoken::DecodingKey::from_rsa_components(key["n"].as_str().unwrap(), key["e"].as_str().unwrap())?;
+    let dk = jsonwebtoken::DecodingKey::from_rsa_components(
+        key["n"].as_str().unwrap(),
+        key["e"].as_str().unwrap(),
+    )?;
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
     v.set_audience(&["pico"]);
     v.set_issuer(&["http://localhost:8100"]);
@@ -69,7 +84,8 @@ async fn restart_keeps_the_key_and_tokens_stay_valid() {
     let after = jwks(&client, &server.base).await;
     assert_eq!(after["keys"][0]["kid"], before["keys"][0]["kid"]);
     assert_eq!(after, before);
-    let claims = validate(&access, &after).expect("a token minted before the restart validates after it");
+    let claims =
+        validate(&access, &after).expect("a token minted before the restart validates after it");
     assert_eq!(claims["role"], "wallet");
     // And the refresh token minted before the restart still works.
     let r = client
@@ -90,11 +106,18 @@ async fn restart_keeps_the_key_and_tokens_stay_valid() {
 async fn config_file_and_env_are_read() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
-    std::fs::write(&cfg, "server_auth:\n  audience: from-yaml\n  challenge_ttl_seconds: 30\n  issuer: http://yaml\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "server_auth:\n  audience: from-yaml\n  challenge_ttl_seconds: 30\n  issuer: http://yaml\n",
+    )
+    .unwrap();
     let server = Server::start(
         dir.path(),
         &["--config", cfg.to_str().unwrap()],
-        &[("SERVER_AUTH_ISSUER", "http://from-env"), ("SERVER_AUTH_SUPPORTED_WALLET_ALGORITHMS", "Ed25519")],
+        &[
+            ("SERVER_AUTH_ISSUER", "http://from-env"),
+            ("SERVER_AUTH_SUPPORTED_WALLET_ALGORITHMS", "Ed25519"),
+        ],
     );
     let client = reqwest::Client::new();
     let c: Value = client

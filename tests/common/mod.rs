@@ -221,7 +221,10 @@ pub fn interop_python() -> Option<std::path::PathBuf> {
         return Some(python);
     }
     // Serialize creation across test binaries with a lock directory.
-    let status = std::process::Command::new("bash").arg(root.join(".ci/setup")).current_dir(root).status();
+    let status = std::process::Command::new("bash")
+        .arg(root.join(".ci/setup"))
+        .current_dir(root)
+        .status();
     if status.is_ok_and(|s| s.success()) && works(&python) {
         Some(python)
     } else {

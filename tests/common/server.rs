@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 pub fn standalone_binary() -> PathBuf {
     // target/<profile>/deps/<test-binary> -> target/<profile>/examples/standalone
     let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target profile dir");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile dir");
     let bin = profile_dir.join("examples").join("standalone");
     if !bin.exists() {
         let status = Command::new(env!("CARGO"))
@@ -67,7 +70,11 @@ impl Server {
                 lines.push(line);
                 // Keep draining stdout so the child never blocks on a full pipe.
                 std::thread::spawn(move || while rx.recv().is_ok() {});
-                return Server { child, base, stdout_lines: lines };
+                return Server {
+                    child,
+                    base,
+                    stdout_lines: lines,
+                };
             }
             lines.push(line);
         }
@@ -82,7 +89,10 @@ impl Server {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "standalone did not stop on SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "standalone did not stop on SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
