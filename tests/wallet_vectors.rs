@@ -114,7 +114,9 @@ fn fixture_covers_every_algorithm_and_twin() {
             .cases
             .iter()
             .filter(|c| {
-                c.algorithm == Algorithm::Secp256k1 && c.expect == "ok" && c.public_key().len() == len
+                c.algorithm == Algorithm::Secp256k1
+                    && c.expect == "ok"
+                    && c.public_key().len() == len
             })
             .count()
     };
