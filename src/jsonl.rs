@@ -84,6 +84,14 @@ impl Journal for File {
 /// writer refuses every later append: after a failed fsync the kernel may
 /// have dropped the dirty pages, so nothing written afterwards could be
 /// promised durable ("fsyncgate"). Reopen the store (restart) to recover.
+///
+/// An error does not prove the lines are absent: bytes of a failed batch may
+/// still reach the disk and load after a restart. For the denylist that errs
+/// on the safe side (a failed revoke may turn out revoked).
+///
+/// # Cancellation
+/// Once `append` has queued its lines, dropping its future does not
+/// withdraw them: they are written with their batch.
 pub struct JsonlWriter {
     tx: mpsc::Sender<Request>,
     counters: Arc<Counters>,

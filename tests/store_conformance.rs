@@ -1,5 +1,6 @@
 //! Every store backend against the one conformance suite, plus what only the
 //! JSON Lines files have: pico-server-auth's files, torn tails, group commit.
+#![allow(clippy::unwrap_used)]
 
 #[path = "common/store_conformance.rs"]
 mod conformance;

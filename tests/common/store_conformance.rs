@@ -4,7 +4,7 @@
 //! case against it with `conformance_tests!(name, backend_expr)`. A new
 //! backend (Redis) adds one `Backend` impl and one macro line.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::HashSet;
 use std::sync::Arc;
