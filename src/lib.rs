@@ -8,6 +8,7 @@ pub mod challenge;
 pub mod clock;
 pub mod config;
 mod error;
+pub mod password;
 pub mod revocation;
 pub mod token;
 pub mod wallet;
