@@ -293,7 +293,8 @@ impl AdminLogin {
     ///   alike (counted as a failure for both the email and the IP);
     /// - [`Error::Internal`] if the hashing task fails.
     ///
-    /// A success clears the failures of that email and that IP.
+    /// A success clears the failures of that email and that IP. With no
+    /// `client_ip` (not known to the caller) only the email is limited.
     ///
     /// # Security
     /// The password and the hash are never logged. The email is compared in
@@ -506,6 +507,7 @@ fn dummy_like(like: &PasswordHash) -> Result<PasswordHash, ConfigError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;
