@@ -37,7 +37,7 @@ fn load_seed(path: Option<&str>) -> Result<[u8; 32], Box<dyn std::error::Error>>
             eprintln!("using the wallet seed in {p}");
         }
         other => {
-            getrandom::fill(&mut seed)?;
+            getrandom::fill(&mut seed).map_err(|e| e.to_string())?;
             if let Some(p) = other {
                 std::fs::write(p, hex::encode(seed))?;
                 eprintln!("created a new wallet seed in {p}");

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::audit::{MintAuditStore, MintRecord};
 use crate::challenge::{ChallengeStore, MemoryChallengeStore};
 use crate::clock::{SharedClock, SystemClock};
+use crate::password::{AdminLogin, LoginLimits};
 use crate::revocation::{RevocationEntry, RevocationKind, RevocationStore};
 use crate::token::{
     new_jti, AccessClaims, Jwk, RefreshClaims, SigningKey, TokenError, TokenService,
@@ -130,6 +131,7 @@ pub(crate) struct Inner {
     pub(crate) jwks_body: bytes::Bytes,
     poll_cache: RwLock<Option<Arc<PollCache>>>,
     audit_failures: AtomicU64,
+    admin: Option<AdminLogin>,
 }
 
 /// The wallet-auth service: configuration, stores and keys behind one `Arc`.
@@ -160,6 +162,7 @@ pub struct WalletAuthBuilder {
     clock: Option<SharedClock>,
     sweep_interval: Duration,
     cpu: Option<CpuLimiter>,
+    login_limits: LoginLimits,
 }
 
 impl WalletAuth {
@@ -175,6 +178,7 @@ impl WalletAuth {
             clock: None,
             sweep_interval: Duration::from_secs(5),
             cpu: None,
+            login_limits: LoginLimits::default(),
         }
     }
 }
@@ -334,6 +338,13 @@ impl WalletAuthBuilder {
         self
     }
 
+    /// Limits of the admin password login (failures per window, concurrent
+    /// argon2 hashes).
+    pub fn with_login_limits(mut self, limits: LoginLimits) -> Self {
+        self.login_limits = limits;
+        self
+    }
+
     /// Checks the configuration, loads keys and opens stores.
     ///
     /// When called inside a tokio runtime, starts the background sweep of
@@ -389,6 +400,11 @@ impl WalletAuthBuilder {
             None => crate::stores::open_audit(&config)?,
         };
 
+        let admin = if config.auto_create_admin {
+            Some(AdminLogin::from_config(&config, self.login_limits)?)
+        } else {
+            None
+        };
         let mut operator_roles = HashSet::new();
         operator_roles.insert("operator".to_string());
         operator_roles.insert(config.admin_role.clone());
@@ -412,6 +428,7 @@ impl WalletAuthBuilder {
             jwks_body,
             poll_cache: RwLock::new(None),
             audit_failures: AtomicU64::new(0),
+            admin,
         });
         spawn_sweeper(&inner, self.sweep_interval);
         Ok(WalletAuth { inner })
@@ -746,20 +763,20 @@ impl WalletAuth {
         password: &str,
         client_ip: Option<std::net::IpAddr>,
     ) -> Result<TokenPair, Error> {
-        if !self.inner.config.auto_create_admin {
+        let Some(admin) = &self.inner.admin else {
             return Err(Error::LoginDisabled);
-        }
-        let _ = (password, client_ip);
-        if email.is_empty() {
-            return Err(Error::InvalidCredentials);
-        }
-        Err(Error::InvalidCredentials)
+        };
+        check_len("email", email, MAX_TEXT_LEN)?;
+        check_len("password", password, MAX_TEXT_LEN)?;
+        admin
+            .check(email, password, client_ip, self.inner.clock.now_secs())
+            .await?;
+        self.mint_login(email).await
     }
 
-    /// Mints a token pair for a password login whose credentials the caller
-    /// has already checked.
-    #[allow(dead_code)]
-    pub(crate) async fn mint_login(&self, email: &str) -> Result<TokenPair, Error> {
+    /// Mints a token pair for a password login whose credentials have been
+    /// checked.
+    async fn mint_login(&self, email: &str) -> Result<TokenPair, Error> {
         let now = self.inner.clock.now_secs();
         let role = self.inner.config.admin_role.clone();
         let access = self.access_claims(email, &role, now);

@@ -39,6 +39,7 @@ pub mod config;
 mod error;
 pub mod http;
 pub mod jsonl;
+pub mod password;
 pub mod revocation;
 mod stores;
 pub mod token;

@@ -13,11 +13,15 @@ use wallet_auth::AuthConfig;
 const SECRET: &str = "fleet-secret-for-tests";
 
 fn fleet_app() -> TestApp {
-    app(AuthConfig { fleet_mint_secret: SECRET.into(), ..Default::default() })
+    app(AuthConfig {
+        fleet_mint_secret: SECRET.into(),
+        ..Default::default()
+    })
 }
 
 async fn fleet(app: &TestApp, body: Value) -> common::Reply {
-    app.post_with("/fleet/sessions", body, &[("x-fleet-secret", SECRET)]).await
+    app.post_with("/fleet/sessions", body, &[("x-fleet-secret", SECRET)])
+        .await
 }
 
 /// An operator access token minted through the fleet-independent path: a
@@ -59,13 +63,20 @@ impl ClockSecs for TestApp {
 
 async fn post_bearer(app: &TestApp, path: &str, body: Value, token: &str) -> common::Reply {
     let h = format!("Bearer {token}");
-    app.post_with(path, body, &[("authorization", h.as_str())]).await
+    app.post_with(path, body, &[("authorization", h.as_str())])
+        .await
 }
 
 #[tokio::test]
 async fn fleet_disabled_is_404() {
     let app = common::default_app();
-    let r = app.post_with("/fleet/sessions", json!({"session_id":"s","agent_id":"a"}), &[("x-fleet-secret", "x")]).await;
+    let r = app
+        .post_with(
+            "/fleet/sessions",
+            json!({"session_id":"s","agent_id":"a"}),
+            &[("x-fleet-secret", "x")],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert!(!r.detail().is_empty());
 }
@@ -74,8 +85,14 @@ async fn fleet_disabled_is_404() {
 async fn fleet_secret_roles_and_ttl() {
     let app = fleet_app();
     let body = json!({ "session_id": "sess-1", "agent_id": "agent-7" });
-    for headers in [vec![], vec![("x-fleet-secret", "wrong")], vec![("x-fleet-secret", "fleet-secret-for-test")]] {
-        let r = app.post_with("/fleet/sessions", body.clone(), &headers).await;
+    for headers in [
+        vec![],
+        vec![("x-fleet-secret", "wrong")],
+        vec![("x-fleet-secret", "fleet-secret-for-test")],
+    ] {
+        let r = app
+            .post_with("/fleet/sessions", body.clone(), &headers)
+            .await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
         assert_eq!(r.detail(), "invalid X-Fleet-Secret");
     }
@@ -89,27 +106,50 @@ async fn fleet_secret_roles_and_ttl() {
     assert_eq!(c["role"], "agent");
     assert!(c.get("scope").is_none(), "scope only when given");
     assert_eq!(r.body["exp"], c["exp"]);
-    assert_eq!(c["exp"].as_u64().unwrap() - c["iat"].as_u64().unwrap(), 86_400);
+    assert_eq!(
+        c["exp"].as_u64().unwrap() - c["iat"].as_u64().unwrap(),
+        86_400
+    );
     app.auth.tokens().validate_access(token).unwrap();
 
-    let r = fleet(&app, json!({ "session_id": "s", "agent_id": "a", "role": "service", "scope": "treasury:*" })).await;
+    let r = fleet(
+        &app,
+        json!({ "session_id": "s", "agent_id": "a", "role": "service", "scope": "treasury:*" }),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
     let c = claims_of(r.body["session_token"].as_str().unwrap());
     assert_eq!(c["role"], "service");
     assert_eq!(c["scope"], "treasury:*");
 
     for role in ["operator", "admin", "wallet", ""] {
-        let r = fleet(&app, json!({ "session_id": "s", "agent_id": "a", "role": role })).await;
+        let r = fleet(
+            &app,
+            json!({ "session_id": "s", "agent_id": "a", "role": role }),
+        )
+        .await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{role}");
         assert_eq!(r.detail(), format!("role not allowed: {role}"));
     }
     for (b, detail) in [
         (json!({ "agent_id": "a" }), "session_id required"),
-        (json!({ "session_id": "", "agent_id": "a" }), "session_id required"),
+        (
+            json!({ "session_id": "", "agent_id": "a" }),
+            "session_id required",
+        ),
         (json!({ "session_id": "s" }), "agent_id required"),
-        (json!({ "session_id": 1, "agent_id": "a" }), "session_id must be a string"),
-        (json!({ "session_id": "s", "agent_id": "a", "ttl": "x" }), "ttl must be an integer"),
-        (json!({ "session_id": "s", "agent_id": "a", "ttl": 1.5 }), "ttl must be an integer"),
+        (
+            json!({ "session_id": 1, "agent_id": "a" }),
+            "session_id must be a string",
+        ),
+        (
+            json!({ "session_id": "s", "agent_id": "a", "ttl": "x" }),
+            "ttl must be an integer",
+        ),
+        (
+            json!({ "session_id": "s", "agent_id": "a", "ttl": 1.5 }),
+            "ttl must be an integer",
+        ),
     ] {
         let r = fleet(&app, b.clone()).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{b}");
@@ -121,21 +161,40 @@ async fn fleet_secret_roles_and_ttl() {
         (json!(-5), 60),
         (json!(120), 120),
         (json!(u64::MAX), 100 * 365 * 86_400),
-        (json!(100 * 365 * 86_400 + 1), 100 * 365 * 86_400),
+        (json!(100u64 * 365 * 86_400 + 1), 100 * 365 * 86_400),
     ] {
-        let r = fleet(&app, json!({ "session_id": "s", "agent_id": "a", "ttl": ttl })).await;
+        let r = fleet(
+            &app,
+            json!({ "session_id": "s", "agent_id": "a", "ttl": ttl }),
+        )
+        .await;
         assert_eq!(r.status, StatusCode::OK);
         let c = claims_of(r.body["session_token"].as_str().unwrap());
-        assert_eq!(c["exp"].as_u64().unwrap() - c["iat"].as_u64().unwrap(), want, "ttl {ttl}");
+        assert_eq!(
+            c["exp"].as_u64().unwrap() - c["iat"].as_u64().unwrap(),
+            want,
+            "ttl {ttl}"
+        );
     }
     let capped = app_with_max(3600);
-    let r = fleet(&capped, json!({ "session_id": "s", "agent_id": "a", "ttl": 999_999 })).await;
+    let r = fleet(
+        &capped,
+        json!({ "session_id": "s", "agent_id": "a", "ttl": 999_999 }),
+    )
+    .await;
     let c = claims_of(r.body["session_token"].as_str().unwrap());
-    assert_eq!(c["exp"].as_u64().unwrap() - c["iat"].as_u64().unwrap(), 3600);
+    assert_eq!(
+        c["exp"].as_u64().unwrap() - c["iat"].as_u64().unwrap(),
+        3600
+    );
 }
 
 fn app_with_max(max: u64) -> TestApp {
-    app(AuthConfig { fleet_mint_secret: SECRET.into(), fleet_max_ttl_seconds: max, ..Default::default() })
+    app(AuthConfig {
+        fleet_mint_secret: SECRET.into(),
+        fleet_max_ttl_seconds: max,
+        ..Default::default()
+    })
 }
 
 #[tokio::test]
@@ -149,13 +208,35 @@ async fn revoke_needs_an_operator() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 
     let wallet = app.sign_in(&Wallet::generate("Ed25519")).await;
-    let r = post_bearer(&app, "/revoke", body.clone(), wallet["access_token"].as_str().unwrap()).await;
+    let r = post_bearer(
+        &app,
+        "/revoke",
+        body.clone(),
+        wallet["access_token"].as_str().unwrap(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     // A refresh token is not a Bearer token, whatever its role.
-    let r = post_bearer(&app, "/revoke", body.clone(), wallet["refresh_token"].as_str().unwrap()).await;
+    let r = post_bearer(
+        &app,
+        "/revoke",
+        body.clone(),
+        wallet["refresh_token"].as_str().unwrap(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    let svc = fleet(&app, json!({ "session_id": "s", "agent_id": "a", "role": "service" })).await;
-    let r = post_bearer(&app, "/revoke", body.clone(), svc.body["session_token"].as_str().unwrap()).await;
+    let svc = fleet(
+        &app,
+        json!({ "session_id": "s", "agent_id": "a", "role": "service" }),
+    )
+    .await;
+    let r = post_bearer(
+        &app,
+        "/revoke",
+        body.clone(),
+        svc.body["session_token"].as_str().unwrap(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 
     let op = operator_token(&app).await;
@@ -168,7 +249,13 @@ async fn revoke_needs_an_operator() {
     assert!(first["revoked_at"].is_f64());
     // Idempotent: the same entry comes back, unchanged.
     app.clock.advance(Duration::from_secs(5));
-    let r = post_bearer(&app, "/revoke", json!({ "jti": "abc", "reason": "other" }), &op).await;
+    let r = post_bearer(
+        &app,
+        "/revoke",
+        json!({ "jti": "abc", "reason": "other" }),
+        &op,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["revoked"], first);
 
@@ -176,7 +263,10 @@ async fn revoke_needs_an_operator() {
         (json!({}), "jti required"),
         (json!({ "jti": "" }), "jti required"),
         (json!({ "jti": 5 }), "jti must be a string"),
-        (json!({ "jti": "x", "reason": 5 }), "reason must be a string"),
+        (
+            json!({ "jti": "x", "reason": 5 }),
+            "reason must be a string",
+        ),
     ] {
         let r = post_bearer(&app, "/revoke", b.clone(), &op).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{b}");
@@ -188,29 +278,54 @@ async fn revoke_needs_an_operator() {
 async fn revoked_tokens_stop_working_and_are_listed() {
     let app = fleet_app();
     let op = operator_token(&app).await;
-    let svc = fleet(&app, json!({ "session_id": "s", "agent_id": "a", "role": "service" })).await;
+    let svc = fleet(
+        &app,
+        json!({ "session_id": "s", "agent_id": "a", "role": "service" }),
+    )
+    .await;
     let svc = svc.body["session_token"].as_str().unwrap().to_string();
     let agent = fleet(&app, json!({ "session_id": "s2", "agent_id": "a" })).await;
     let agent = agent.body["session_token"].as_str().unwrap().to_string();
 
-    assert_eq!(app.get("/revoked-jtis", None).await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(app.get("/revoked-jtis", Some(&agent)).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.get("/revoked-jtis", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.get("/revoked-jtis", Some(&agent)).await.status,
+        StatusCode::FORBIDDEN
+    );
     let r = app.get("/revoked-jtis", Some(&svc)).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body, json!({ "items": [] }));
 
     for jti in ["first", "second"] {
-        assert_eq!(post_bearer(&app, "/revoke", json!({ "jti": jti }), &op).await.status, StatusCode::OK);
+        assert_eq!(
+            post_bearer(&app, "/revoke", json!({ "jti": jti }), &op)
+                .await
+                .status,
+            StatusCode::OK
+        );
     }
     for token in [&svc, &op] {
         let r = app.get("/revoked-jtis", Some(token)).await;
         assert_eq!(r.status, StatusCode::OK);
-        let jtis: Vec<&str> = r.body["items"].as_array().unwrap().iter().map(|i| i["jti"].as_str().unwrap()).collect();
+        let jtis: Vec<&str> = r.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["jti"].as_str().unwrap())
+            .collect();
         assert_eq!(jtis, ["second", "first"], "newest first");
     }
     // Revoking the operator's own token locks it out.
     let op_jti = claims_of(&op)["jti"].as_str().unwrap().to_string();
-    assert_eq!(post_bearer(&app, "/revoke", json!({ "jti": op_jti }), &op).await.status, StatusCode::OK);
+    assert_eq!(
+        post_bearer(&app, "/revoke", json!({ "jti": op_jti }), &op)
+            .await
+            .status,
+        StatusCode::OK
+    );
     let r = app.get("/revoked-jtis", Some(&op)).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(r.detail().contains("revoked"), "{}", r.detail());
@@ -222,39 +337,93 @@ async fn mints_lists_long_lived_mints_with_revoked() {
     let op = operator_token(&app).await;
     let wallet = app.sign_in(&Wallet::generate("Ed25519")).await;
     // Below mint_audit_min_ttl_seconds (300): not audited.
-    let short = fleet(&app, json!({ "session_id": "short", "agent_id": "a", "ttl": 120 })).await;
-    let long = fleet(&app, json!({ "session_id": "long", "agent_id": "a", "scope": "x:y" })).await;
+    let short = fleet(
+        &app,
+        json!({ "session_id": "short", "agent_id": "a", "ttl": 120 }),
+    )
+    .await;
+    let long = fleet(
+        &app,
+        json!({ "session_id": "long", "agent_id": "a", "scope": "x:y" }),
+    )
+    .await;
     assert_eq!(short.status, StatusCode::OK);
-    let long_jti = claims_of(long.body["session_token"].as_str().unwrap())["jti"].as_str().unwrap().to_string();
-    let access_jti = claims_of(wallet["access_token"].as_str().unwrap())["jti"].as_str().unwrap().to_string();
+    let long_jti = claims_of(long.body["session_token"].as_str().unwrap())["jti"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let access_jti = claims_of(wallet["access_token"].as_str().unwrap())["jti"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
-    assert_eq!(post_bearer(&app, "/revoke", json!({ "jti": access_jti }), &op).await.status, StatusCode::OK);
+    assert_eq!(
+        post_bearer(&app, "/revoke", json!({ "jti": access_jti }), &op)
+            .await
+            .status,
+        StatusCode::OK
+    );
     let h = format!("Bearer {op}");
-    let r = app.raw("GET", "/mints", vec![], &[("authorization", &h)]).await;
+    let r = app
+        .raw("GET", "/mints", vec![], &[("authorization", &h)])
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     let items = r.body["items"].as_array().unwrap();
     let kinds: Vec<&str> = items.iter().map(|i| i["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["sign", "refresh", "access"], "newest first; the 120 s mint is not audited");
+    assert_eq!(
+        kinds,
+        ["sign", "refresh", "access"],
+        "newest first; the 120 s mint is not audited"
+    );
     assert_eq!(items[0]["jti"], long_jti.as_str());
     assert_eq!(items[0]["session_id"], "long");
     assert_eq!(items[0]["scope"], "x:y");
     assert_eq!(items[0]["revoked"], false);
     assert_eq!(items[2]["jti"], access_jti.as_str());
     assert_eq!(items[2]["revoked"], true);
-    for key in ["jti", "sub", "role", "iat", "exp", "kind", "scope", "agent_id", "session_id", "revoked"] {
+    for key in [
+        "jti",
+        "sub",
+        "role",
+        "iat",
+        "exp",
+        "kind",
+        "scope",
+        "agent_id",
+        "session_id",
+        "revoked",
+    ] {
         assert!(items[2].get(key).is_some(), "{key}");
     }
 
-    let r = app.raw("GET", "/mints?limit=1", vec![], &[("authorization", &h)]).await;
+    let r = app
+        .raw("GET", "/mints?limit=1", vec![], &[("authorization", &h)])
+        .await;
     assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
-    let r = app.raw("GET", "/mints?limit=0", vec![], &[("authorization", &h)]).await;
+    let r = app
+        .raw("GET", "/mints?limit=0", vec![], &[("authorization", &h)])
+        .await;
     assert_eq!(r.body["items"].as_array().unwrap().len(), 1, "clamped to 1");
-    let r = app.raw("GET", "/mints?limit=abc", vec![], &[("authorization", &h)]).await;
+    let r = app
+        .raw("GET", "/mints?limit=abc", vec![], &[("authorization", &h)])
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 
-    assert_eq!(app.get("/mints", None).await.status, StatusCode::UNAUTHORIZED);
-    let svc = fleet(&app, json!({ "session_id": "s", "agent_id": "a", "role": "service" })).await;
-    assert_eq!(app.get("/mints", svc.body["session_token"].as_str()).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.get("/mints", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let svc = fleet(
+        &app,
+        json!({ "session_id": "s", "agent_id": "a", "role": "service" }),
+    )
+    .await;
+    assert_eq!(
+        app.get("/mints", svc.body["session_token"].as_str())
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
 }
 
 #[tokio::test]
@@ -262,22 +431,40 @@ async fn refresh_token_used_twice_revokes_the_family() {
     let app = common::default_app();
     let s = app.sign_in(&Wallet::generate("Ed25519")).await;
     let first = s["refresh_token"].as_str().unwrap().to_string();
-    let r = app.post("/refresh", json!({ "refresh_token": first })).await;
+    let r = app
+        .post("/refresh", json!({ "refresh_token": first }))
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     let second = r.body["refresh_token"].as_str().unwrap().to_string();
 
     // Replaying the spent token is refused...
-    let r = app.post("/refresh", json!({ "refresh_token": first })).await;
+    let r = app
+        .post("/refresh", json!({ "refresh_token": first }))
+        .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    assert!(r.detail().starts_with("refresh invalid: "), "{}", r.detail());
+    assert!(
+        r.detail().starts_with("refresh invalid: "),
+        "{}",
+        r.detail()
+    );
     // ...and the family's newest token dies with it.
-    let r = app.post("/refresh", json!({ "refresh_token": second })).await;
+    let r = app
+        .post("/refresh", json!({ "refresh_token": second }))
+        .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.detail(), "refresh invalid: token family revoked");
 
     // Another login's family is untouched.
     let other = app.sign_in(&Wallet::generate("Ed25519")).await;
-    assert_eq!(app.post("/refresh", json!({ "refresh_token": other["refresh_token"] })).await.status, StatusCode::OK);
+    assert_eq!(
+        app.post(
+            "/refresh",
+            json!({ "refresh_token": other["refresh_token"] })
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -285,9 +472,19 @@ async fn a_revoked_refresh_token_is_refused() {
     let app = fleet_app();
     let op = operator_token(&app).await;
     let s = app.sign_in(&Wallet::generate("Ed25519")).await;
-    let jti = claims_of(s["refresh_token"].as_str().unwrap())["jti"].as_str().unwrap().to_string();
-    assert_eq!(post_bearer(&app, "/revoke", json!({ "jti": jti }), &op).await.status, StatusCode::OK);
-    let r = app.post("/refresh", json!({ "refresh_token": s["refresh_token"] })).await;
+    let jti = claims_of(s["refresh_token"].as_str().unwrap())["jti"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        post_bearer(&app, "/revoke", json!({ "jti": jti }), &op)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let r = app
+        .post("/refresh", json!({ "refresh_token": s["refresh_token"] }))
+        .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.detail(), "refresh invalid: token revoked");
 }
@@ -317,9 +514,126 @@ async fn rotation_bookkeeping_is_not_served_to_consumers() {
     let app = fleet_app();
     let s = app.sign_in(&Wallet::generate("Ed25519")).await;
     let first = s["refresh_token"].clone();
-    app.post("/refresh", json!({ "refresh_token": first })).await;
-    app.post("/refresh", json!({ "refresh_token": first })).await; // reuse: family revoked
-    let svc = fleet(&app, json!({ "session_id": "s", "agent_id": "a", "role": "service" })).await;
-    let r = app.get("/revoked-jtis", svc.body["session_token"].as_str()).await;
+    app.post("/refresh", json!({ "refresh_token": first }))
+        .await;
+    app.post("/refresh", json!({ "refresh_token": first }))
+        .await; // reuse: family revoked
+    let svc = fleet(
+        &app,
+        json!({ "session_id": "s", "agent_id": "a", "role": "service" }),
+    )
+    .await;
+    let r = app
+        .get("/revoked-jtis", svc.body["session_token"].as_str())
+        .await;
     assert_eq!(r.body, json!({ "items": [] }));
+}
+
+fn login_app() -> TestApp {
+    app(AuthConfig {
+        auto_create_admin: true,
+        admin_password: Some("correct horse battery staple".into()),
+        ..Default::default()
+    })
+}
+
+#[tokio::test]
+async fn login_disabled_by_default() {
+    let app = common::default_app();
+    let r = app
+        .post(
+            "/login",
+            json!({ "email": "admin@pico.local", "password": "admin" }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.detail(), "password login disabled");
+}
+
+#[tokio::test]
+async fn login_issues_operator_tokens() {
+    let app = login_app();
+    let r = app
+        .post(
+            "/login",
+            json!({ "email": "admin@pico.local", "password": "correct horse battery staple" }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let access = r.body["access_token"].as_str().unwrap();
+    let c = app.auth.tokens().validate_access(access).unwrap();
+    assert_eq!(c.sub, "admin@pico.local");
+    assert_eq!(c.role, "operator");
+    // The operator token opens the gated routes.
+    assert_eq!(app.get("/mints", Some(access)).await.status, StatusCode::OK);
+    // Its refresh token carries the role forward.
+    let r = app
+        .post(
+            "/refresh",
+            json!({ "refresh_token": r.body["refresh_token"] }),
+        )
+        .await;
+    let c = app
+        .auth
+        .tokens()
+        .validate_access(r.body["access_token"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(c.role, "operator");
+}
+
+#[tokio::test]
+async fn login_wrong_credentials_and_lockout() {
+    let app = login_app();
+    for body in [
+        json!({ "email": "admin@pico.local", "password": "wrong" }),
+        json!({ "email": "someone@else", "password": "correct horse battery staple" }),
+        json!({ "email": "admin@pico.local" }),
+        json!({}),
+    ] {
+        let r = app.post("/login", body.clone()).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(r.detail(), "invalid credentials");
+    }
+    let r = app
+        .post("/login", json!({ "email": 1, "password": "x" }))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // Five failures for the admin email in the window: locked, even with the
+    // right password, with a Retry-After.
+    for _ in 0..4 {
+        app.post(
+            "/login",
+            json!({ "email": "admin@pico.local", "password": "wrong" }),
+        )
+        .await;
+    }
+    let r = app
+        .post(
+            "/login",
+            json!({ "email": "admin@pico.local", "password": "correct horse battery staple" }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=900).contains(&retry), "{retry}");
+    app.clock.advance(Duration::from_secs(901));
+    let r = app
+        .post(
+            "/login",
+            json!({ "email": "admin@pico.local", "password": "correct horse battery staple" }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
+#[test]
+fn login_on_without_a_password_is_a_config_error() {
+    let err = wallet_auth::WalletAuth::builder(AuthConfig {
+        auto_create_admin: true,
+        ..Default::default()
+    })
+    .with_signing_key(common::signing_key())
+    .build()
+    .unwrap_err();
+    assert!(err.to_string().contains("admin_password"), "{err}");
 }
