@@ -35,6 +35,7 @@ pub struct Server {
 impl Server {
     /// Starts the server with `--data-dir dir --listen 127.0.0.1:0`, extra
     /// args and env, and waits (bounded) until it prints its address.
+    #[allow(clippy::zombie_processes)] // Server::drop kills and waits.
     pub fn start(dir: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(standalone_binary());
         cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
