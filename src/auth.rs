@@ -899,7 +899,9 @@ impl WalletAuth {
         Ok(claims)
     }
 
-    /// Adds a jti to the denylist on behalf of `caller` (idempotent).
+    /// Adds a jti to the denylist on behalf of `caller` (idempotent). `exp`,
+    /// when the caller knows the token's expiry, lets the entry drop out of
+    /// `/revoked-jtis` once the token is dead anyway (the file keeps it).
     ///
     /// # Errors
     /// `JtiRequired`, `FieldTooLong`, `Unavailable` when it cannot be made durable.
@@ -908,6 +910,7 @@ impl WalletAuth {
         caller: &AccessClaims,
         jti: &str,
         reason: &str,
+        exp: Option<u64>,
     ) -> Result<RevocationEntry, Error> {
         if jti.is_empty() {
             return Err(Error::JtiRequired);
@@ -919,7 +922,7 @@ impl WalletAuth {
             revoked_at: self.inner.clock.now_f64(),
             reason: reason.to_string(),
             revoked_by: caller.sub.clone(),
-            exp: None,
+            exp,
             kind: RevocationKind::Token,
         };
         let stored = self.inner.revocations.revoke(entry).await?;

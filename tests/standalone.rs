@@ -157,3 +157,53 @@ fn bad_config_is_a_startup_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("algorithm"), "{err}");
 }
+
+#[tokio::test]
+async fn first_start_generates_the_admin_password_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("SERVER_AUTH_AUTO_CREATE_ADMIN", "true")];
+    let server = Server::start(dir.path(), &[], &env);
+    let password = server
+        .stdout_lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("password: "))
+        .expect("the generated password is printed on first start")
+        .trim()
+        .to_string();
+    assert!(password.len() >= 22, "{password}");
+    let hash_file = dir.path().join("admin-password.argon2");
+    let stored = std::fs::read_to_string(&hash_file).unwrap();
+    assert!(stored.starts_with("$argon2id$"), "only the hash is kept");
+    assert!(!stored.contains(&password));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&hash_file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let client = reqwest::Client::new();
+    let login = |base: String, password: String| {
+        let client = client.clone();
+        async move {
+            client
+                .post(format!("{base}/login"))
+                .json(&json!({ "email": "admin@pico.local", "password": password }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(login(server.base.clone(), password.clone()).await, 200);
+    assert_eq!(login(server.base.clone(), "wrong".into()).await, 401);
+    server.terminate();
+
+    let server = Server::start(dir.path(), &[], &env);
+    assert!(
+        !server.stdout_lines.iter().any(|l| l.contains(&password)),
+        "the password is printed once only"
+    );
+    assert_eq!(login(server.base.clone(), password).await, 200);
+}

@@ -105,16 +105,26 @@ pub(super) async fn revoke(
         .await
         .map_err(IntoResponse::into_response)?;
     let body = body.map_err(IntoResponse::into_response)?;
-    let jti = body
-        .str_or_empty("jti")
-        .map_err(IntoResponse::into_response)?;
-    let reason = body
-        .str_or_empty("reason")
-        .map_err(IntoResponse::into_response)?;
-    let entry = auth
-        .revoke(&caller, &jti, &reason)
+    revoke_with(&auth, &caller, &body)
         .await
-        .map_err(IntoResponse::into_response)?;
+        .map_err(IntoResponse::into_response)
+}
+
+async fn revoke_with(
+    auth: &WalletAuth,
+    caller: &crate::AccessClaims,
+    body: &JsonObject,
+) -> Result<Response, Error> {
+    let jti = body.str_or_empty("jti")?;
+    let reason = body.str_or_empty("reason")?;
+    let exp = match body.int("exp")? {
+        None => None,
+        Some(e) => Some(
+            u64::try_from(e)
+                .map_err(|_| Error::BadRequest("exp must be a non-negative integer".into()))?,
+        ),
+    };
+    let entry = auth.revoke(caller, &jti, &reason, exp).await?;
     Ok(Json(json!({ "revoked": entry })).into_response())
 }
 

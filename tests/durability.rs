@@ -1,0 +1,332 @@
+//! Durability of the denylist and the mint audit: pico-server-auth's files
+//! load and are served; every revocation answered 200 survives SIGKILL;
+//! refresh-token rotation holds across a restart.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use common::server::Server;
+use common::Wallet;
+use serde_json::{json, Value};
+use wallet_auth::AuthConfig;
+
+#[tokio::test]
+async fn pico_files_load_and_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/pico");
+    let revocations = dir.path().join("revocations.jsonl");
+    let mints = dir.path().join("mints.jsonl");
+    std::fs::copy(format!("{fixtures}/revocations.jsonl"), &revocations).unwrap();
+    std::fs::copy(format!("{fixtures}/mints.jsonl"), &mints).unwrap();
+    let app = common::app(AuthConfig {
+        revocation_store_path: revocations.to_string_lossy().into(),
+        mint_audit_path: mints.to_string_lossy().into(),
+        fleet_mint_secret: "s".into(),
+        ..Default::default()
+    });
+    let svc = app
+        .post_with(
+            "/fleet/sessions",
+            json!({"session_id":"x","agent_id":"y","role":"service"}),
+            &[("x-fleet-secret", "s")],
+        )
+        .await;
+    let svc = svc.body["session_token"].as_str().unwrap().to_string();
+    let r = app.get("/revoked-jtis", Some(&svc)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let jtis: Vec<&str> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["jti"].as_str().unwrap())
+        .collect();
+    // The malformed line and the torn tail are skipped; the rest, newest first.
+    assert_eq!(jtis, ["jti-delta", "jti-charlie", "jti-bravo", "jti-alpha"]);
+    assert_eq!(r.body["items"][1]["reason"], "clé compromise ✓");
+    assert_eq!(r.body["items"][3]["revoked_at"], 1767225600.125);
+
+    // The loaded mints are served by /mints, with revoked computed now.
+    let op = operator(&app);
+    let r = app.get("/mints?limit=5000", Some(&op)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let items = r.body["items"].as_array().unwrap();
+    assert!(items.len() >= 10, "{}", items.len());
+    assert!(items.iter().any(|i| i["jti"] == "mint-00"));
+    // Appending after the torn tail keeps the file loadable.
+    let h = format!("Bearer {op}");
+    let r = app
+        .post_with(
+            "/revoke",
+            json!({ "jti": "after-torn" }),
+            &[("authorization", h.as_str())],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let reloaded = wallet_auth::JsonlRevocationStore::open(&revocations).unwrap();
+    use wallet_auth::RevocationStore;
+    assert!(reloaded.get("after-torn").await.unwrap().is_some());
+    assert!(reloaded.get("jti-alpha").await.unwrap().is_some());
+}
+
+fn operator(app: &common::TestApp) -> String {
+    use wallet_auth::clock::Clock;
+    let now = app.clock.now_secs();
+    app.auth
+        .tokens()
+        .sign_access(&wallet_auth::AccessClaims {
+            iss: "http://localhost:8100".into(),
+            aud: "pico".into(),
+            sub: "op".into(),
+            iat: now,
+            exp: now + 600,
+            jti: wallet_auth::token::new_jti(),
+            role: "operator".into(),
+            algorithm: None,
+            wallet_address: None,
+            session_id: None,
+            agent_id: None,
+            scope: None,
+            token_type: None,
+        })
+        .unwrap()
+}
+
+#[tokio::test]
+async fn entries_past_their_exp_leave_the_poll_but_stay_in_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("revocations.jsonl");
+    let app = common::app(AuthConfig {
+        revocation_store_path: path.to_string_lossy().into(),
+        ..Default::default()
+    });
+    let op = operator(&app);
+    let h = format!("Bearer {op}");
+    use wallet_auth::clock::Clock;
+    let exp = app.clock.now_secs() + 10;
+    let r = app
+        .post_with(
+            "/revoke",
+            json!({ "jti": "short-lived", "exp": exp }),
+            &[("authorization", h.as_str())],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["revoked"]["exp"], exp);
+    app.post_with(
+        "/revoke",
+        json!({ "jti": "forever" }),
+        &[("authorization", h.as_str())],
+    )
+    .await;
+    let jtis = |v: &Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["jti"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        jtis(&app.get("/revoked-jtis", Some(&op)).await.body),
+        ["forever", "short-lived"]
+    );
+    app.clock.advance(Duration::from_secs(11));
+    let op = operator(&app);
+    assert_eq!(
+        jtis(&app.get("/revoked-jtis", Some(&op)).await.body),
+        ["forever"]
+    );
+    let file = std::fs::read_to_string(&path).unwrap();
+    assert!(file.contains("short-lived"));
+    let r = app
+        .post_with(
+            "/revoke",
+            json!({ "jti": "x", "exp": "soon" }),
+            &[("authorization", format!("Bearer {op}").as_str())],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+async fn login(client: &reqwest::Client, base: &str) -> String {
+    let r: Value = client
+        .post(format!("{base}/login"))
+        .json(&json!({ "email": "admin@pico.local", "password": "durability-test-password" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["access_token"].as_str().unwrap().to_string()
+}
+
+const ENV: [(&str, &str); 3] = [
+    ("SERVER_AUTH_AUTO_CREATE_ADMIN", "true"),
+    ("SERVER_AUTH_ADMIN_PASSWORD", "durability-test-password"),
+    ("SERVER_AUTH_FLEET_MINT_SECRET", "durability-fleet"),
+];
+
+/// Revokes many jtis concurrently, SIGKILLs the server at a random moment,
+/// restarts it, and finds every revocation that was answered 200. Five rounds
+/// on one data directory, so later rounds also re-check earlier ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_revocation_survives_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
+    let acknowledged: Arc<Mutex<Vec<String>>> = Arc::default();
+    for round in 0..5u32 {
+        let server = Server::start(dir.path(), &[], &ENV);
+        let base = server.base.clone();
+        let token = login(&client, &base).await;
+        let sent = Arc::new(AtomicUsize::new(0));
+        let mut workers = Vec::new();
+        for w in 0..16 {
+            let (client, base, token, acked, sent) = (
+                client.clone(),
+                base.clone(),
+                token.clone(),
+                acknowledged.clone(),
+                sent.clone(),
+            );
+            workers.push(tokio::spawn(async move {
+                // Bounded: at most 2,000 requests per worker.
+                for i in 0..2000 {
+                    let jti = format!("r{round}-w{w}-{i}");
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    let resp = client
+                        .post(format!("{base}/revoke"))
+                        .bearer_auth(&token)
+                        .json(&json!({ "jti": jti, "reason": "durability" }))
+                        .send()
+                        .await;
+                    match resp {
+                        Ok(r) if r.status() == 200 => acked.lock().unwrap().push(jti),
+                        Ok(r) => panic!("unexpected status {}", r.status()),
+                        Err(_) => return, // the server died
+                    }
+                }
+            }));
+        }
+        // Kill at a pseudo-random moment between 50 and 550 ms in.
+        let mut seed = [0u8; 2];
+        getrandom::fill(&mut seed).unwrap();
+        let delay = 50 + u64::from(u16::from_le_bytes(seed)) % 500;
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        server.kill();
+        for w in workers {
+            w.await.unwrap();
+        }
+        let acked_so_far = acknowledged.lock().unwrap().len();
+        eprintln!(
+            "round {round}: killed after {} ms; {} sent, {acked_so_far} acknowledged in total",
+            started.elapsed().as_millis(),
+            sent.load(Ordering::Relaxed)
+        );
+
+        let server = Server::start(dir.path(), &[], &ENV);
+        let svc: Value = client
+            .post(format!("{}/fleet/sessions", server.base))
+            .header("x-fleet-secret", "durability-fleet")
+            .json(&json!({ "session_id": "poller", "agent_id": "t", "role": "service" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let list: Value = client
+            .get(format!("{}/revoked-jtis", server.base))
+            .bearer_auth(svc["session_token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let listed: std::collections::HashSet<&str> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|i| i["jti"].as_str())
+            .collect();
+        let acked = acknowledged.lock().unwrap().clone();
+        let lost: Vec<&String> = acked
+            .iter()
+            .filter(|j| !listed.contains(j.as_str()))
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "round {round}: {} acknowledged revocations lost, e.g. {:?}",
+            lost.len(),
+            &lost[..lost.len().min(5)]
+        );
+        server.terminate();
+    }
+    assert!(
+        acknowledged.lock().unwrap().len() > 100,
+        "the test revoked too little to mean anything"
+    );
+}
+
+/// One-time refresh rotation holds across a restart: a spent refresh token
+/// replayed after the restart is refused and takes its family with it.
+#[tokio::test]
+async fn refresh_rotation_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let server = Server::start(dir.path(), &[], &ENV);
+    let wallet = Wallet::generate("secp256k1");
+    let c: Value = client
+        .post(format!("{}/challenge", server.base))
+        .json(&json!({ "address": wallet.address() }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let nonce = c["challenge"].as_str().unwrap();
+    let s: Value = client
+        .post(format!("{}/sign-in", server.base))
+        .json(&json!({
+            "address": wallet.address(), "public_key": hex::encode(wallet.public_key()),
+            "signature": hex::encode(wallet.sign(nonce.as_bytes())), "challenge": nonce, "algorithm": "secp256k1",
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let refresh = |base: String, token: Value| {
+        let client = client.clone();
+        async move {
+            let r = client
+                .post(format!("{base}/refresh"))
+                .json(&json!({ "refresh_token": token }))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, next) = refresh(server.base.clone(), s["refresh_token"].clone()).await;
+    assert_eq!(status, 200);
+    server.kill();
+
+    let server = Server::start(dir.path(), &[], &ENV);
+    let (status, body) = refresh(server.base.clone(), s["refresh_token"].clone()).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = refresh(server.base.clone(), next["refresh_token"].clone()).await;
+    assert_eq!(status, 401, "the family's newest token dies too: {body}");
+    assert_eq!(body["detail"], "refresh invalid: token family revoked");
+}
