@@ -145,3 +145,54 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
         Ok(ClientIp(ip))
     }
 }
+
+/// The validated access-token claims of the request's Bearer token, for a
+/// host app's own routes: signature, `iss`, `aud`, `exp`, not a refresh
+/// token, not revoked. The host's state must give a [`crate::WalletAuth`]
+/// (`impl FromRef<AppState> for WalletAuth`, or `WalletAuth` itself as state).
+/// A missing or bad token is refused with 401 and a `detail`; check roles
+/// with [`Claims::require_role`].
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use wallet_auth::{http::Claims, AuthConfig, WalletAuth};
+///
+/// async fn me(claims: Claims) -> Result<String, wallet_auth::Error> {
+///     claims.require_role(&["wallet", "operator"])?;
+///     Ok(format!("hello {}", claims.0.sub))
+/// }
+///
+/// # fn app(auth: WalletAuth) -> Router {
+/// Router::new().route("/me", get(me)).with_state(auth.clone()).merge(auth.router())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Claims(pub crate::AccessClaims);
+
+impl Claims {
+    /// `Ok` when the token's role is one of `roles`.
+    ///
+    /// # Errors
+    /// [`Error::Forbidden`] (403) otherwise.
+    pub fn require_role(&self, roles: &[&str]) -> Result<(), Error> {
+        if roles.contains(&self.0.role.as_str()) {
+            Ok(())
+        } else {
+            Err(Error::Forbidden)
+        }
+    }
+}
+
+impl<S> FromRequestParts<S> for Claims
+where
+    S: Send + Sync,
+    crate::WalletAuth: axum::extract::FromRef<S>,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let auth = <crate::WalletAuth as axum::extract::FromRef<S>>::from_ref(state);
+        let Ok(Bearer(token)) = Bearer::from_request_parts(parts, state).await;
+        auth.authenticate(token.as_deref()).await.map(Claims)
+    }
+}

@@ -9,7 +9,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 
-pub use self::extract::{Bearer, BodyRejection, ClientIp, JsonObject, MAX_BODY_BYTES};
+pub use self::extract::{Bearer, BodyRejection, Claims, ClientIp, JsonObject, MAX_BODY_BYTES};
 use crate::WalletAuth;
 
 impl WalletAuth {

@@ -1,0 +1,203 @@
+//! Embedding: the router nests or merges into a host app with its own state,
+//! and the host protects its own routes with the `Claims` extractor.
+
+mod common;
+
+use axum::body::Body;
+use axum::extract::FromRef;
+use axum::http::{Request, StatusCode};
+use axum::routing::get;
+use axum::Router;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+use wallet_auth::http::Claims;
+use wallet_auth::{AuthConfig, WalletAuth};
+
+#[derive(Clone)]
+struct HostState {
+    auth: WalletAuth,
+    greeting: &'static str,
+}
+
+impl FromRef<HostState> for WalletAuth {
+    fn from_ref(s: &HostState) -> WalletAuth {
+        s.auth.clone()
+    }
+}
+
+async fn me(
+    axum::extract::State(s): axum::extract::State<HostState>,
+    claims: Claims,
+) -> Result<String, wallet_auth::Error> {
+    claims.require_role(&["wallet"])?;
+    Ok(format!("{} {}", s.greeting, claims.0.sub))
+}
+
+async fn call(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    body: &str,
+    bearer: Option<&str>,
+) -> (StatusCode, String) {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json");
+    if let Some(t) = bearer {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let resp = app
+        .clone()
+        .oneshot(req.body(Body::from(body.to_string())).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    (
+        status,
+        String::from_utf8(
+            resp.into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn merge_into_a_host_app_with_its_own_state() {
+    let auth = WalletAuth::builder(AuthConfig::default())
+        .with_signing_key(common::signing_key())
+        .build()
+        .unwrap();
+    let state = HostState {
+        auth: auth.clone(),
+        greeting: "hello",
+    };
+    let app: Router = Router::new()
+        .route("/me", get(me))
+        .merge(auth.router::<HostState>())
+        .with_state(state);
+
+    let (status, _) = call(&app, "GET", "/api/v1/auth/jwks", "", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = call(&app, "GET", "/me", "", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body.contains("detail"));
+
+    // Sign in through the merged router, then call the host route.
+    let wallet = common::Wallet::generate("Ed25519");
+    let (_, c) = call(
+        &app,
+        "POST",
+        "/api/v1/auth/challenge",
+        &format!(r#"{{"address":"{}"}}"#, wallet.address()),
+        None,
+    )
+    .await;
+    let nonce = serde_json::from_str::<serde_json::Value>(&c).unwrap()["challenge"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let body = serde_json::json!({
+        "address": wallet.address(), "public_key": hex::encode(wallet.public_key()),
+        "signature": hex::encode(wallet.sign(nonce.as_bytes())), "challenge": nonce, "algorithm": "Ed25519",
+    });
+    let (status, s) = call(
+        &app,
+        "POST",
+        "/api/v1/auth/sign-in",
+        &body.to_string(),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let s: serde_json::Value = serde_json::from_str(&s).unwrap();
+    let (status, body) = call(&app, "GET", "/me", "", s["access_token"].as_str()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, format!("hello {}", wallet.address()));
+    // A refresh token is not accepted by the extractor.
+    let (status, _) = call(&app, "GET", "/me", "", s["refresh_token"].as_str()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn nest_under_another_prefix() {
+    let auth = WalletAuth::builder(AuthConfig {
+        route_prefix: String::new(),
+        ..Default::default()
+    })
+    .with_signing_key(common::signing_key())
+    .build()
+    .unwrap();
+    let app: Router = Router::new().nest("/auth", auth.router());
+    let (status, body) = call(&app, "GET", "/auth/jwks", "", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = call(&app, "GET", "/api/v1/auth/jwks", "", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn bad_config_fails_at_build_naming_the_field() {
+    for (config, field) in [
+        (
+            AuthConfig {
+                algorithm: "HS256".into(),
+                ..Default::default()
+            },
+            "algorithm",
+        ),
+        (
+            AuthConfig {
+                supported_wallet_algorithms: vec!["RSA".into()],
+                ..Default::default()
+            },
+            "supported_wallet_algorithms",
+        ),
+        (
+            AuthConfig {
+                supported_wallet_algorithms: vec![],
+                ..Default::default()
+            },
+            "supported_wallet_algorithms",
+        ),
+        (
+            AuthConfig {
+                challenge_ttl_seconds: 0,
+                ..Default::default()
+            },
+            "challenge_ttl_seconds",
+        ),
+        (
+            AuthConfig {
+                route_prefix: "api/".into(),
+                ..Default::default()
+            },
+            "route_prefix",
+        ),
+        (
+            AuthConfig {
+                revocation_store_path: "/proc/definitely/not/writable.jsonl".into(),
+                ..Default::default()
+            },
+            "revocation_store_path",
+        ),
+        (
+            AuthConfig {
+                signing_key_path: Some("/nonexistent/key.pem".into()),
+                ..Default::default()
+            },
+            "signing_key_path",
+        ),
+    ] {
+        let mut b = WalletAuth::builder(config);
+        if field != "signing_key_path" {
+            b = b.with_signing_key(common::signing_key());
+        }
+        let err = b.build().unwrap_err().to_string();
+        assert!(err.contains(field), "{field}: {err}");
+    }
+}
