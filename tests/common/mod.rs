@@ -220,11 +220,21 @@ pub fn interop_python() -> Option<std::path::PathBuf> {
     if works(&python) {
         return Some(python);
     }
-    // Serialize creation across test binaries with a lock directory.
-    let status = std::process::Command::new("bash")
-        .arg(root.join(".ci/setup"))
-        .current_dir(root)
-        .status();
+    // Create it as .ci/setup does; only this test binary uses it.
+    let venv = root.join("target/interop-venv");
+    let status = std::process::Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .and_then(|s| {
+            if !s.success() {
+                return Ok(s);
+            }
+            std::process::Command::new(venv.join("bin/pip"))
+                .args(["install", "-q", "--disable-pip-version-check", "-r"])
+                .arg(root.join("tests/interop/requirements.txt"))
+                .status()
+        });
     if status.is_ok_and(|s| s.success()) && works(&python) {
         Some(python)
     } else {
