@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use common::server::Server;
+use common::server::{Http, Server};
 use common::Wallet;
 use serde_json::{json, Value};
 use wallet_auth::AuthConfig;
@@ -73,26 +73,7 @@ async fn pico_files_load_and_are_served() {
 }
 
 fn operator(app: &common::TestApp) -> String {
-    use wallet_auth::clock::Clock;
-    let now = app.clock.now_secs();
-    app.auth
-        .tokens()
-        .sign_access(&wallet_auth::AccessClaims {
-            iss: "http://localhost:8100".into(),
-            aud: "pico".into(),
-            sub: "op".into(),
-            iat: now,
-            exp: now + 600,
-            jti: wallet_auth::token::new_jti(),
-            role: "operator".into(),
-            algorithm: None,
-            wallet_address: None,
-            session_id: None,
-            agent_id: None,
-            scope: None,
-            token_type: None,
-        })
-        .unwrap()
+    common::token_with_role(app, "operator")
 }
 
 #[tokio::test]
@@ -152,19 +133,6 @@ async fn entries_past_their_exp_leave_the_poll_but_stay_in_the_file() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
 
-async fn login(client: &reqwest::Client, base: &str) -> String {
-    let r: Value = client
-        .post(format!("{base}/login"))
-        .json(&json!({ "email": "admin@pico.local", "password": "durability-test-password" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    r["access_token"].as_str().unwrap().to_string()
-}
-
 const ENV: [(&str, &str); 3] = [
     ("SERVER_AUTH_AUTO_CREATE_ADMIN", "true"),
     ("SERVER_AUTH_ADMIN_PASSWORD", "durability-test-password"),
@@ -185,7 +153,9 @@ async fn every_acknowledged_revocation_survives_sigkill() {
     for round in 0..5u32 {
         let server = Server::start(dir.path(), &[], &ENV);
         let base = server.base.clone();
-        let token = login(&client, &base).await;
+        let token = Http::new(&base)
+            .login("admin@pico.local", "durability-test-password")
+            .await;
         let sent = Arc::new(AtomicUsize::new(0));
         let mut workers = Vec::new();
         for w in 0..16 {
@@ -233,25 +203,9 @@ async fn every_acknowledged_revocation_survives_sigkill() {
         );
 
         let server = Server::start(dir.path(), &[], &ENV);
-        let svc: Value = client
-            .post(format!("{}/fleet/sessions", server.base))
-            .header("x-fleet-secret", "durability-fleet")
-            .json(&json!({ "session_id": "poller", "agent_id": "t", "role": "service" }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let list: Value = client
-            .get(format!("{}/revoked-jtis", server.base))
-            .bearer_auth(svc["session_token"].as_str().unwrap())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let http = Http::new(&server.base);
+        let svc = http.fleet_token("durability-fleet", "service").await;
+        let (_, list) = http.get("/revoked-jtis", Some(&svc)).await;
         let listed: std::collections::HashSet<&str> = list["items"]
             .as_array()
             .unwrap()
@@ -282,51 +236,37 @@ async fn every_acknowledged_revocation_survives_sigkill() {
 #[tokio::test]
 async fn refresh_rotation_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let client = reqwest::Client::new();
     let server = Server::start(dir.path(), &[], &ENV);
-    let wallet = Wallet::generate("secp256k1");
-    let c: Value = client
-        .post(format!("{}/challenge", server.base))
-        .json(&json!({ "address": wallet.address() }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let nonce = c["challenge"].as_str().unwrap();
-    let s: Value = client
-        .post(format!("{}/sign-in", server.base))
-        .json(&json!({
-            "address": wallet.address(), "public_key": hex::encode(wallet.public_key()),
-            "signature": hex::encode(wallet.sign(nonce.as_bytes())), "challenge": nonce, "algorithm": "secp256k1",
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let refresh = |base: String, token: Value| {
-        let client = client.clone();
-        async move {
-            let r = client
-                .post(format!("{base}/refresh"))
-                .json(&json!({ "refresh_token": token }))
-                .send()
-                .await
-                .unwrap();
-            (r.status().as_u16(), r.json::<Value>().await.unwrap())
-        }
-    };
-    let (status, next) = refresh(server.base.clone(), s["refresh_token"].clone()).await;
+    let s = Http::new(&server.base)
+        .sign_in(&Wallet::generate("secp256k1"))
+        .await;
+    let (status, next) = Http::new(&server.base)
+        .post(
+            "/refresh",
+            json!({ "refresh_token": s["refresh_token"] }),
+            &[],
+        )
+        .await;
     assert_eq!(status, 200);
     server.kill();
 
     let server = Server::start(dir.path(), &[], &ENV);
-    let (status, body) = refresh(server.base.clone(), s["refresh_token"].clone()).await;
+    let http = Http::new(&server.base);
+    let (status, body) = http
+        .post(
+            "/refresh",
+            json!({ "refresh_token": s["refresh_token"] }),
+            &[],
+        )
+        .await;
     assert_eq!(status, 401, "{body}");
-    let (status, body) = refresh(server.base.clone(), next["refresh_token"].clone()).await;
+    let (status, body) = http
+        .post(
+            "/refresh",
+            json!({ "refresh_token": next["refresh_token"] }),
+            &[],
+        )
+        .await;
     assert_eq!(status, 401, "the family's newest token dies too: {body}");
     assert_eq!(body["detail"], "refresh invalid: token family revoked");
 }

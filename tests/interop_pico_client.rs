@@ -7,24 +7,9 @@ mod common;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
-use common::server::Server;
+use common::server::{Http, Server};
 use common::Wallet;
-use serde_json::{json, Value};
-
-async fn post(
-    client: &reqwest::Client,
-    url: String,
-    body: Value,
-    headers: &[(&str, &str)],
-) -> Value {
-    let mut req = client.post(&url).json(&body);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let r = req.send().await.unwrap();
-    assert!(r.status().is_success(), "{url}: {}", r.status());
-    r.json().await.unwrap()
-}
+use serde_json::json;
 
 #[tokio::test]
 async fn pico_client_auth_validates_and_honours_revocation() {
@@ -46,41 +31,13 @@ async fn pico_client_auth_validates_and_honours_revocation() {
         ],
     );
     let base = server.base.clone();
-    let client = reqwest::Client::new();
+    let http = Http::new(&base);
 
-    // A wallet signs in.
+    // A wallet signs in; the consumer's service token comes from the fleet endpoint.
     let wallet = Wallet::generate("ML-DSA-65");
-    let c = post(
-        &client,
-        format!("{base}/challenge"),
-        json!({ "address": wallet.address() }),
-        &[],
-    )
-    .await;
-    let nonce = c["challenge"].as_str().unwrap();
-    let tokens = post(
-        &client,
-        format!("{base}/sign-in"),
-        json!({
-            "address": wallet.address(),
-            "public_key": hex::encode(wallet.public_key()),
-            "signature": hex::encode(wallet.sign(nonce.as_bytes())),
-            "challenge": nonce,
-        }),
-        &[],
-    )
-    .await;
+    let tokens = http.sign_in(&wallet).await;
     let access = tokens["access_token"].as_str().unwrap().to_string();
-
-    // The consumer's service token comes from the fleet endpoint.
-    let service = post(
-        &client,
-        format!("{base}/fleet/sessions"),
-        json!({ "session_id": "consumer-1", "agent_id": "pico-service", "role": "service" }),
-        &[("x-fleet-secret", "interop-fleet-secret")],
-    )
-    .await;
-    let service_token = service["session_token"].as_str().unwrap().to_string();
+    let service_token = http.fleet_token("interop-fleet-secret", "service").await;
 
     let mut consumer = Command::new(&python)
         .arg(concat!(
@@ -108,25 +65,22 @@ async fn pico_client_auth_validates_and_honours_revocation() {
     assert_eq!(first, format!("VALID {} wallet", wallet.address()));
 
     // The operator revokes the token's jti.
-    let op = post(
-        &client,
-        format!("{base}/login"),
-        json!({ "email": "admin@pico.local", "password": "interop-admin-password" }),
-        &[],
-    )
-    .await;
+    let op = http
+        .login("admin@pico.local", "interop-admin-password")
+        .await;
     let jti = common::claims_of(&access)["jti"]
         .as_str()
         .unwrap()
         .to_string();
-    let bearer = format!("Bearer {}", op["access_token"].as_str().unwrap());
-    let revoked = post(
-        &client,
-        format!("{base}/revoke"),
-        json!({ "jti": jti, "reason": "interop" }),
-        &[("authorization", &bearer)],
-    )
-    .await;
+    let bearer = format!("Bearer {op}");
+    let (status, revoked) = http
+        .post(
+            "/revoke",
+            json!({ "jti": jti, "reason": "interop" }),
+            &[("authorization", &bearer)],
+        )
+        .await;
+    assert_eq!(status, 200);
     assert_eq!(revoked["revoked"]["jti"], jti);
 
     consumer.stdin.take().unwrap().write_all(b"go\n").unwrap();

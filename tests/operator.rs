@@ -24,41 +24,8 @@ async fn fleet(app: &TestApp, body: Value) -> common::Reply {
         .await
 }
 
-/// An operator access token minted through the fleet-independent path: a
-/// password login is the normal way; here the token service mints directly.
 async fn operator_token(app: &TestApp) -> String {
-    fleet_token_with_role(app, "operator").await
-}
-
-async fn fleet_token_with_role(app: &TestApp, role: &str) -> String {
-    // Mint with the crate's own keys, as /login would for the admin.
-    let now = app.clock_secs();
-    let claims = wallet_auth::AccessClaims {
-        iss: "http://localhost:8100".into(),
-        aud: "pico".into(),
-        sub: format!("{role}@test"),
-        iat: now,
-        exp: now + 3600,
-        jti: wallet_auth::token::new_jti(),
-        role: role.into(),
-        algorithm: None,
-        wallet_address: None,
-        session_id: None,
-        agent_id: None,
-        scope: None,
-        token_type: None,
-    };
-    app.auth.tokens().sign_access(&claims).unwrap()
-}
-
-trait ClockSecs {
-    fn clock_secs(&self) -> u64;
-}
-impl ClockSecs for TestApp {
-    fn clock_secs(&self) -> u64 {
-        use wallet_auth::clock::Clock;
-        self.clock.now_secs()
-    }
+    common::token_with_role(app, "operator")
 }
 
 async fn post_bearer(app: &TestApp, path: &str, body: Value, token: &str) -> common::Reply {

@@ -2,49 +2,9 @@
 
 mod common;
 
-use common::server::Server;
+use common::server::{Http, Server};
 use common::Wallet;
 use serde_json::{json, Value};
-
-async fn sign_in(client: &reqwest::Client, base: &str, wallet: &Wallet) -> Value {
-    let address = wallet.address();
-    let c: Value = client
-        .post(format!("{base}/challenge"))
-        .json(&json!({ "address": address }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let nonce = c["challenge"].as_str().unwrap();
-    let body = json!({
-        "address": address,
-        "public_key": hex::encode(wallet.public_key()),
-        "signature": hex::encode(wallet.sign(nonce.as_bytes())),
-        "challenge": nonce,
-        "algorithm": wallet.algorithm(),
-    });
-    let r = client
-        .post(format!("{base}/sign-in"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json().await.unwrap()
-}
-
-async fn jwks(client: &reqwest::Client, base: &str) -> Value {
-    client
-        .get(format!("{base}/jwks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
 
 fn validate(token: &str, jwks: &Value) -> Result<Value, jsonwebtoken::errors::Error> {
     wallet_auth::install_crypto_provider();
@@ -62,8 +22,6 @@ fn validate(token: &str, jwks: &Value) -> Result<Value, jsonwebtoken::errors::Er
 #[tokio::test]
 async fn restart_keeps_the_key_and_tokens_stay_valid() {
     let dir = tempfile::tempdir().unwrap();
-    let client = reqwest::Client::new();
-
     let server = Server::start(dir.path(), &[], &[]);
     let key_file = dir.path().join("signing-key.pem");
     assert!(key_file.exists(), "first start creates the signing key");
@@ -73,32 +31,38 @@ async fn restart_keeps_the_key_and_tokens_stay_valid() {
         let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
     }
-    let before = jwks(&client, &server.base).await;
-    let tokens = sign_in(&client, &server.base, &Wallet::generate("Ed25519")).await;
+    let (_, before) = Http::new(&server.base).get("/jwks", None).await;
+    let tokens = Http::new(&server.base)
+        .sign_in(&Wallet::generate("Ed25519"))
+        .await;
     let access = tokens["access_token"].as_str().unwrap().to_string();
     validate(&access, &before).unwrap();
     let status = server.terminate();
     assert!(status.success(), "SIGTERM is a clean shutdown: {status:?}");
 
     let server = Server::start(dir.path(), &[], &[]);
-    let after = jwks(&client, &server.base).await;
+    let http = Http::new(&server.base);
+    let (_, after) = http.get("/jwks", None).await;
     assert_eq!(after["keys"][0]["kid"], before["keys"][0]["kid"]);
     assert_eq!(after, before);
     let claims =
         validate(&access, &after).expect("a token minted before the restart validates after it");
     assert_eq!(claims["role"], "wallet");
     // And the refresh token minted before the restart still works.
-    let r = client
-        .post(format!("{}/refresh", server.base))
-        .json(&json!({ "refresh_token": tokens["refresh_token"] }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let (status, _) = http
+        .post(
+            "/refresh",
+            json!({ "refresh_token": tokens["refresh_token"] }),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200);
     // A token signed by another key is refused by the same validation.
     let other_dir = tempfile::tempdir().unwrap();
     let other = Server::start(other_dir.path(), &[], &[]);
-    let foreign = sign_in(&client, &other.base, &Wallet::generate("Ed25519")).await;
+    let foreign = Http::new(&other.base)
+        .sign_in(&Wallet::generate("Ed25519"))
+        .await;
     assert!(validate(foreign["access_token"].as_str().unwrap(), &after).is_err());
 }
 
@@ -119,29 +83,20 @@ async fn config_file_and_env_are_read() {
             ("SERVER_AUTH_SUPPORTED_WALLET_ALGORITHMS", "Ed25519"),
         ],
     );
-    let client = reqwest::Client::new();
-    let c: Value = client
-        .post(format!("{}/challenge", server.base))
-        .json(&json!({ "address": "x" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let http = Http::new(&server.base);
+    let (_, c) = http
+        .post("/challenge", json!({ "address": "x" }), &[])
+        .await;
     assert_eq!(c["ttl"], 30);
-    let tokens = sign_in(&client, &server.base, &Wallet::generate("Ed25519")).await;
+    let tokens = http.sign_in(&Wallet::generate("Ed25519")).await;
     let claims = common::claims_of(tokens["access_token"].as_str().unwrap());
     assert_eq!(claims["aud"], "from-yaml");
     assert_eq!(claims["iss"], "http://from-env");
     // Only Ed25519 is enabled by the env list.
-    let r = client
-        .post(format!("{}/sign-in", server.base))
-        .json(&json!({"address":"a","public_key":"aa","signature":"aa","challenge":"c","algorithm":"secp256k1"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
+    let body = json!({"address":"a","public_key":"aa","signature":"aa","challenge":"c","algorithm":"secp256k1"});
+    let (status, r) = http.post("/sign-in", body, &[]).await;
+    assert_eq!(status, 400);
+    assert_eq!(r["detail"], "unsupported wallet algorithm: secp256k1");
 }
 
 #[test]
@@ -183,18 +138,15 @@ async fn first_start_generates_the_admin_password_once() {
             0o600
         );
     }
-    let client = reqwest::Client::new();
-    let login = |base: String, password: String| {
-        let client = client.clone();
-        async move {
-            client
-                .post(format!("{base}/login"))
-                .json(&json!({ "email": "admin@pico.local", "password": password }))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
+    let login = |base: String, password: String| async move {
+        Http::new(&base)
+            .post(
+                "/login",
+                json!({ "email": "admin@pico.local", "password": password }),
+                &[],
+            )
+            .await
+            .0
     };
     assert_eq!(login(server.base.clone(), password.clone()).await, 200);
     assert_eq!(login(server.base.clone(), "wrong".into()).await, 401);

@@ -173,6 +173,29 @@ impl TestApp {
     }
 }
 
+/// An access token of `role` minted with the app's own keys, as `/login`
+/// would mint one for the admin.
+pub fn token_with_role(app: &TestApp, role: &str) -> String {
+    use wallet_auth::clock::Clock;
+    let now = app.clock.now_secs();
+    let claims = wallet_auth::AccessClaims {
+        iss: "http://localhost:8100".into(),
+        aud: "pico".into(),
+        sub: format!("{role}@test"),
+        iat: now,
+        exp: now + 3600,
+        jti: wallet_auth::token::new_jti(),
+        role: role.into(),
+        algorithm: None,
+        wallet_address: None,
+        session_id: None,
+        agent_id: None,
+        scope: None,
+        token_type: None,
+    };
+    app.auth.tokens().sign_access(&claims).unwrap()
+}
+
 /// Decodes a JWT's payload without verifying it (for inspecting claims).
 pub fn claims_of(token: &str) -> Value {
     use base64::Engine;

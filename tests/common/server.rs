@@ -111,3 +111,99 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// A JSON client for a server's API base (`http://ADDR/api/v1/auth`).
+#[derive(Clone)]
+pub struct Http {
+    pub client: reqwest::Client,
+    pub base: String,
+}
+
+impl Http {
+    pub fn new(base: &str) -> Self {
+        Http {
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()
+                .unwrap(),
+            base: base.to_string(),
+        }
+    }
+
+    /// POSTs JSON with optional headers; returns the status and JSON body.
+    pub async fn post(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+        headers: &[(&str, &str)],
+    ) -> (u16, serde_json::Value) {
+        let mut req = self.client.post(format!("{}{path}", self.base)).json(&body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let r = req.send().await.unwrap();
+        (
+            r.status().as_u16(),
+            r.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// GETs with an optional Bearer token.
+    pub async fn get(&self, path: &str, bearer: Option<&str>) -> (u16, serde_json::Value) {
+        let mut req = self.client.get(format!("{}{path}", self.base));
+        if let Some(t) = bearer {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.unwrap();
+        (
+            r.status().as_u16(),
+            r.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// Challenge, sign, sign in; asserts 200 and returns the reply.
+    pub async fn sign_in(&self, wallet: &super::Wallet) -> serde_json::Value {
+        let (status, c) = self
+            .post(
+                "/challenge",
+                serde_json::json!({ "address": wallet.address() }),
+                &[],
+            )
+            .await;
+        assert_eq!(status, 200, "{c}");
+        let nonce = c["challenge"].as_str().unwrap();
+        let body = serde_json::json!({
+            "address": wallet.address(),
+            "public_key": hex::encode(wallet.public_key()),
+            "signature": hex::encode(wallet.sign(nonce.as_bytes())),
+            "challenge": nonce,
+            "algorithm": wallet.algorithm(),
+        });
+        let (status, s) = self.post("/sign-in", body, &[]).await;
+        assert_eq!(status, 200, "{s}");
+        s
+    }
+
+    /// A fleet session token with `role`.
+    pub async fn fleet_token(&self, secret: &str, role: &str) -> String {
+        let body = serde_json::json!({ "session_id": format!("{role}-session"), "agent_id": "tests", "role": role });
+        let (status, r) = self
+            .post("/fleet/sessions", body, &[("x-fleet-secret", secret)])
+            .await;
+        assert_eq!(status, 200, "{r}");
+        r["session_token"].as_str().unwrap().to_string()
+    }
+
+    /// The bootstrap admin's access token.
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let (status, r) = self
+            .post(
+                "/login",
+                serde_json::json!({ "email": email, "password": password }),
+                &[],
+            )
+            .await;
+        assert_eq!(status, 200, "{r}");
+        r["access_token"].as_str().unwrap().to_string()
+    }
+}
