@@ -573,23 +573,16 @@ impl WalletAuth {
             ..self.access_claims(&wallet_id, "wallet", now)
         };
         let refresh = self.refresh_claims(&wallet_id, "wallet", None, now);
-        let inner = Arc::clone(&self.inner);
         let message = req.challenge.into_bytes();
-        let (a, r) = (access.clone(), refresh.clone());
-        let (access_token, refresh_token) = self
-            .inner
-            .cpu
-            .run(move || {
+        let pair = self
+            .issue_pair(access, refresh, move || {
                 wallet::verify(algorithm, &public_key, &message, &signature)
-                    .map_err(Error::SignatureFailed)?;
-                inner.mint_pair(&a, &r)
+                    .map_err(Error::SignatureFailed)
             })
-            .await??;
-        self.audit(&[(&access, "access"), (&refresh.as_audit(), "refresh")])
             .await?;
         Ok(SignInResponse {
-            access_token,
-            refresh_token,
+            access_token: pair.access_token,
+            refresh_token: pair.refresh_token,
             address: wallet_id,
             algorithm: algorithm.as_str(),
         })
@@ -597,21 +590,14 @@ impl WalletAuth {
 
     fn access_claims(&self, sub: &str, role: &str, now: u64) -> AccessClaims {
         let c = &self.inner.config;
-        AccessClaims {
-            iss: c.issuer.clone(),
-            aud: c.audience.clone(),
-            sub: sub.to_string(),
-            iat: now,
-            exp: now + c.access_token_expire_minutes * 60,
-            jti: new_jti(),
-            role: role.to_string(),
-            algorithm: None,
-            wallet_address: None,
-            session_id: None,
-            agent_id: None,
-            scope: None,
-            token_type: None,
-        }
+        AccessClaims::new(
+            &c.issuer,
+            &c.audience,
+            sub,
+            role,
+            now,
+            now + c.access_token_expire_minutes * 60,
+        )
     }
 
     fn refresh_claims(
@@ -715,20 +701,7 @@ impl WalletAuth {
             return Err(self.revoke_family(&claims).await?);
         }
         let access = self.access_claims(&claims.sub, &role, now);
-        let inner = Arc::clone(&self.inner);
-        let next_c = next.clone();
-        let access_c = access.clone();
-        let (access_token, refresh_token) = self
-            .inner
-            .cpu
-            .run(move || inner.mint_pair(&access_c, &next_c))
-            .await??;
-        self.audit(&[(&access, "access"), (&next.as_audit(), "refresh")])
-            .await?;
-        Ok(TokenPair {
-            access_token,
-            refresh_token,
-        })
+        self.issue_pair(access, next, || Ok(())).await
     }
 
     /// Reuse of a spent refresh token: revoke its whole family.
@@ -781,12 +754,29 @@ impl WalletAuth {
         let role = self.inner.config.admin_role.clone();
         let access = self.access_claims(email, &role, now);
         let refresh = self.refresh_claims(email, &role, None, now);
+        self.issue_pair(access, refresh, || Ok(())).await
+    }
+
+    /// Runs `check` (a wallet verification, or nothing) and signs the pair on
+    /// the CPU pool, then audits both mints.
+    async fn issue_pair<F>(
+        &self,
+        access: AccessClaims,
+        refresh: RefreshClaims,
+        check: F,
+    ) -> Result<TokenPair, Error>
+    where
+        F: FnOnce() -> Result<(), Error> + Send + 'static,
+    {
         let inner = Arc::clone(&self.inner);
         let (a, r) = (access.clone(), refresh.clone());
         let (access_token, refresh_token) = self
             .inner
             .cpu
-            .run(move || inner.mint_pair(&a, &r))
+            .run(move || {
+                check()?;
+                inner.mint_pair(&a, &r)
+            })
             .await??;
         self.audit(&[(&access, "access"), (&refresh.as_audit(), "refresh")])
             .await?;
@@ -1038,19 +1028,16 @@ impl RefreshClaims {
     /// The audit view of a refresh token (same fields as an access token's).
     fn as_audit(&self) -> AccessClaims {
         AccessClaims {
-            iss: self.iss.clone(),
-            aud: self.aud.clone(),
-            sub: self.sub.clone(),
-            iat: self.iat,
-            exp: self.exp,
             jti: self.jti.clone(),
-            role: self.role.clone().unwrap_or_default(),
-            algorithm: None,
-            wallet_address: None,
-            session_id: None,
-            agent_id: None,
-            scope: None,
             token_type: Some("refresh".into()),
+            ..AccessClaims::new(
+                &self.iss,
+                &self.aud,
+                &self.sub,
+                self.role.as_deref().unwrap_or(""),
+                self.iat,
+                self.exp,
+            )
         }
     }
 }

@@ -65,3 +65,25 @@ pub struct RefreshClaims {
     /// Family: jti of the first refresh token of this login.
     pub fam: String,
 }
+
+impl AccessClaims {
+    /// Claims with the common members, a fresh `jti`, and none of the
+    /// kind-specific ones (set those with struct update syntax).
+    pub fn new(iss: &str, aud: &str, sub: &str, role: &str, iat: u64, exp: u64) -> Self {
+        Self {
+            iss: iss.to_string(),
+            aud: aud.to_string(),
+            sub: sub.to_string(),
+            iat,
+            exp,
+            jti: super::new_jti(),
+            role: role.to_string(),
+            algorithm: None,
+            wallet_address: None,
+            session_id: None,
+            agent_id: None,
+            scope: None,
+            token_type: None,
+        }
+    }
+}

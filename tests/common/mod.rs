@@ -178,21 +178,14 @@ impl TestApp {
 pub fn token_with_role(app: &TestApp, role: &str) -> String {
     use wallet_auth::clock::Clock;
     let now = app.clock.now_secs();
-    let claims = wallet_auth::AccessClaims {
-        iss: "http://localhost:8100".into(),
-        aud: "pico".into(),
-        sub: format!("{role}@test"),
-        iat: now,
-        exp: now + 3600,
-        jti: wallet_auth::token::new_jti(),
-        role: role.into(),
-        algorithm: None,
-        wallet_address: None,
-        session_id: None,
-        agent_id: None,
-        scope: None,
-        token_type: None,
-    };
+    let claims = wallet_auth::AccessClaims::new(
+        "http://localhost:8100",
+        "pico",
+        &format!("{role}@test"),
+        role,
+        now,
+        now + 3600,
+    );
     app.auth.tokens().sign_access(&claims).unwrap()
 }
 
