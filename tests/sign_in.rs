@@ -537,3 +537,18 @@ async fn independent_verifier_accepts_access_rejects_refresh() {
     tampered.push(if last == 'A' { 'B' } else { 'A' });
     assert!(!verify(&tampered));
 }
+
+#[tokio::test]
+async fn wrong_method_gets_a_json_detail() {
+    let app = default_app();
+    for (method, path) in [
+        ("GET", "/challenge"),
+        ("POST", "/jwks"),
+        ("DELETE", "/sign-in"),
+        ("PUT", "/revoked-jtis"),
+    ] {
+        let r = app.raw(method, path, Vec::new(), &[]).await;
+        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert_eq!(r.detail(), "method not allowed");
+    }
+}

@@ -154,3 +154,10 @@ pub(super) async fn mints(
     let items = auth.mints(limit).await?;
     Ok(Json(json!({ "items": items })).into_response())
 }
+
+pub(super) async fn method_not_allowed() -> Response {
+    super::error::detail(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed",
+    )
+}

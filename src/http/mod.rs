@@ -27,6 +27,7 @@ impl WalletAuth {
             .route("/revoke", post(handlers::revoke))
             .route("/revoked-jtis", get(handlers::revoked_jtis))
             .route("/mints", get(handlers::mints))
+            .method_not_allowed_fallback(handlers::method_not_allowed)
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
             .with_state(self.clone());
         let prefix = self.config().route_prefix.as_str();
