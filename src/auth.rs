@@ -786,6 +786,23 @@ impl WalletAuth {
         })
     }
 
+    /// Checks an `X-Fleet-Secret` value in constant time.
+    ///
+    /// # Errors
+    /// `FleetDisabled` (404) when no secret is configured,
+    /// `FleetSecretInvalid` (401) when it is missing or wrong.
+    pub fn check_fleet_secret(&self, secret: Option<&[u8]>) -> Result<(), Error> {
+        let configured = self.inner.config.fleet_mint_secret.as_bytes();
+        if configured.is_empty() {
+            return Err(Error::FleetDisabled);
+        }
+        if secret.is_some_and(|s| secret_eq(s, configured)) {
+            Ok(())
+        } else {
+            Err(Error::FleetSecretInvalid)
+        }
+    }
+
     /// Mints a fleet session token. `secret` is the `X-Fleet-Secret` header.
     ///
     /// # Errors
@@ -795,13 +812,7 @@ impl WalletAuth {
         secret: Option<&[u8]>,
         req: FleetRequest,
     ) -> Result<FleetSession, Error> {
-        let configured = self.inner.config.fleet_mint_secret.as_bytes();
-        if configured.is_empty() {
-            return Err(Error::FleetDisabled);
-        }
-        if !secret.is_some_and(|s| secret_eq(s, configured)) {
-            return Err(Error::FleetSecretInvalid);
-        }
+        self.check_fleet_secret(secret)?;
         if req.session_id.is_empty() {
             return Err(Error::FieldRequired("session_id"));
         }

@@ -35,6 +35,30 @@ async fn post_bearer(app: &TestApp, path: &str, body: Value, token: &str) -> com
 }
 
 #[tokio::test]
+async fn fleet_secret_is_checked_before_the_body() {
+    let app = fleet_app();
+    let r = app
+        .raw("POST", "/fleet/sessions", b"not json".to_vec(), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = common::default_app()
+        .raw("POST", "/fleet/sessions", b"not json".to_vec(), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = app
+        .raw(
+            "POST",
+            "/fleet/sessions",
+            b"not json".to_vec(),
+            &[("x-fleet-secret", SECRET)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = app.raw("POST", "/revoke", b"not json".to_vec(), &[]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
 async fn fleet_disabled_is_404() {
     let app = common::default_app();
     let r = app

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use super::extract::{Bearer, ClientIp, JsonObject};
+use super::extract::{Bearer, BodyRejection, ClientIp, JsonObject};
 use crate::auth::{FleetRequest, Gate, SignInRequest};
 use crate::{Error, WalletAuth};
 
@@ -77,13 +77,23 @@ pub(super) async fn login(
 pub(super) async fn fleet_session(
     State(auth): State<WalletAuth>,
     headers: HeaderMap,
-    body: JsonObject,
-) -> Result<Response, Error> {
-    // The secret is checked before the body's fields are looked at.
+    body: Result<JsonObject, BodyRejection>,
+) -> Result<Response, Response> {
+    // The secret is checked before the body is looked at.
     let secret = headers.get("x-fleet-secret").map(|v| v.as_bytes());
-    if auth.config().fleet_mint_secret.is_empty() {
-        return Err(Error::FleetDisabled);
-    }
+    auth.check_fleet_secret(secret)
+        .map_err(IntoResponse::into_response)?;
+    let body = body.map_err(IntoResponse::into_response)?;
+    fleet_with(&auth, secret, &body)
+        .await
+        .map_err(IntoResponse::into_response)
+}
+
+async fn fleet_with(
+    auth: &WalletAuth,
+    secret: Option<&[u8]>,
+    body: &JsonObject,
+) -> Result<Response, Error> {
     let req = FleetRequest {
         session_id: body.str_or_empty("session_id")?,
         agent_id: body.str_or_empty("agent_id")?,
@@ -97,7 +107,7 @@ pub(super) async fn fleet_session(
 pub(super) async fn revoke(
     State(auth): State<WalletAuth>,
     Bearer(token): Bearer,
-    body: Result<JsonObject, super::extract::BodyRejection>,
+    body: Result<JsonObject, BodyRejection>,
 ) -> Result<Response, Response> {
     // Authorization first: an anonymous caller learns nothing about the body.
     let caller = auth
