@@ -628,3 +628,50 @@ fn login_on_without_a_password_is_a_config_error() {
     .unwrap_err();
     assert!(err.to_string().contains("admin_password"), "{err}");
 }
+
+struct BrokenAudit;
+
+#[async_trait::async_trait]
+impl wallet_auth::MintAuditStore for BrokenAudit {
+    async fn append(&self, _: Vec<wallet_auth::MintRecord>) -> Result<(), wallet_auth::StoreError> {
+        Err(wallet_auth::StoreError::Unavailable("disk on fire".into()))
+    }
+    async fn recent(
+        &self,
+        _: usize,
+    ) -> Result<Vec<wallet_auth::MintRecord>, wallet_auth::StoreError> {
+        Ok(Vec::new())
+    }
+}
+
+fn broken_audit_app(fail_closed: bool) -> TestApp {
+    let clock = wallet_auth::clock::ManualClock::starting_now();
+    let auth = wallet_auth::WalletAuth::builder(AuthConfig {
+        mint_audit_fail_closed: fail_closed,
+        ..Default::default()
+    })
+    .with_signing_key(common::signing_key())
+    .with_clock(std::sync::Arc::new(clock.clone()))
+    .with_mint_audit_store(std::sync::Arc::new(BrokenAudit))
+    .build()
+    .unwrap();
+    TestApp {
+        router: auth.router(),
+        auth,
+        clock,
+    }
+}
+
+#[tokio::test]
+async fn a_failed_audit_write_is_counted_and_fails_closed_only_when_asked() {
+    let app = broken_audit_app(false);
+    app.sign_in(&Wallet::generate("Ed25519")).await;
+    assert_eq!(app.auth.audit_failures(), 1);
+
+    let app = broken_audit_app(true);
+    let body = app.sign_in_body(&Wallet::generate("Ed25519")).await;
+    let r = app.post("/sign-in", body).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(!r.detail().is_empty());
+    assert!(r.headers.contains_key("retry-after"));
+}
