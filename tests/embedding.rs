@@ -201,3 +201,62 @@ fn bad_config_fails_at_build_naming_the_field() {
         assert!(err.contains(field), "{field}: {err}");
     }
 }
+
+/// After a rotation the old public key stays published and accepted until
+/// its tokens expire; new tokens use the new key.
+#[tokio::test]
+async fn rotation_keeps_the_retired_key_verifying() {
+    let old_key = wallet_auth::SigningKey::from_pem(&common::other_key_pem()).unwrap();
+    let old_jwk = old_key.jwk().clone();
+    let old = WalletAuth::builder(AuthConfig::default())
+        .with_signing_key(old_key)
+        .build()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = wallet_auth::AccessClaims::new(
+        "http://localhost:8100",
+        "pico",
+        "op",
+        "operator",
+        now,
+        now + 600,
+    );
+    let old_token = old.tokens().sign_access(&claims).unwrap();
+
+    let new = WalletAuth::builder(AuthConfig::default())
+        .with_signing_key(common::signing_key())
+        .with_retired_key(old_jwk.clone())
+        .build()
+        .unwrap();
+    let app: Router = new.router();
+    let (status, body) = call(&app, "GET", "/api/v1/auth/jwks", "", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let jwks: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(kids, [new.tokens().kid(), old_jwk.kid.as_str()]);
+    assert_ne!(kids[0], kids[1]);
+    let (status, _) = call(&app, "GET", "/api/v1/auth/mints", "", Some(&old_token)).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a token of the retired key still verifies"
+    );
+    // Without the retired key it does not.
+    let (status, _) = call(
+        &common::default_router(),
+        "GET",
+        "/api/v1/auth/mints",
+        "",
+        Some(&old_token),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}

@@ -257,3 +257,8 @@ pub fn interop_python() -> Option<std::path::PathBuf> {
         None
     }
 }
+
+/// The default router on the test key.
+pub fn default_router() -> Router {
+    default_app().router
+}
