@@ -41,6 +41,8 @@ pub mod http;
 pub mod jsonl;
 pub mod password;
 pub mod revocation;
+#[cfg(feature = "redis")]
+pub mod store_redis;
 mod stores;
 pub mod token;
 pub mod wallet;
@@ -56,6 +58,10 @@ pub use config::AuthConfig;
 pub use error::{ConfigError, Error, StoreError};
 pub use revocation::{
     JsonlRevocationStore, MemoryRevocationStore, RevocationEntry, RevocationKind, RevocationStore,
+};
+#[cfg(feature = "redis")]
+pub use store_redis::{
+    RedisChallengeStore, RedisMintAuditStore, RedisOptions, RedisRevocationStore, RedisStores,
 };
 pub use token::{AccessClaims, Jwk, RefreshClaims, SigningKey, TokenError};
 pub use wallet::{Algorithm, VerifyError};
