@@ -320,3 +320,91 @@ async fn redis_outage_answers_503_fails_closed_and_recovers() {
         );
     }
 }
+
+/// What the standalone server checks at start-up.
+#[tokio::test]
+async fn persistence_is_read_from_redis() {
+    let Some(redis) = RedisServer::start("redis::persistence_is_read_from_redis") else {
+        return;
+    };
+    let stores = RedisStores::connect(&redis.url(), options("p:"))
+        .await
+        .unwrap();
+    let p = stores.persistence().await.unwrap();
+    assert!(p.appendonly && p.appendfsync == "always", "{p:?}");
+    assert!(p.survives_crash());
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("appendfsync")
+        .arg("everysec")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let p = stores.persistence().await.unwrap();
+    assert_eq!(p.appendfsync, "everysec");
+    assert!(!p.survives_crash());
+}
+
+/// Two standalone servers given `SERVER_AUTH_REDIS_URL` share challenges:
+/// one issued by the first is signed in at the second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_servers_select_redis_with_the_env_var() {
+    let Some(redis) = RedisServer::start("redis::standalone_servers_select_redis_with_the_env_var")
+    else {
+        return;
+    };
+    // The example must carry the feature, whatever built it last.
+    let built = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--example", "standalone", "--features", "redis"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap();
+    assert!(built.success());
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let url = redis.url();
+    let env = [("SERVER_AUTH_REDIS_URL", url.as_str())];
+    let one = common::server::Server::start(dir.path(), &[], &env);
+    // Same data dir: the second server loads the key the first created.
+    let two = common::server::Server::start(dir.path(), &[], &env);
+    let http = reqwest::Client::new();
+    let wallet = Wallet::generate("Ed25519");
+    let address = wallet.address();
+    let challenge: serde_json::Value = http
+        .post(format!("{}/challenge", one.base))
+        .json(&json!({ "address": address }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let nonce = challenge["challenge"].as_str().unwrap();
+    let body = json!({
+        "address": address,
+        "public_key": hex::encode(wallet.public_key()),
+        "signature": hex::encode(wallet.sign(nonce.as_bytes())),
+        "challenge": nonce,
+        "algorithm": wallet.algorithm(),
+    });
+    let at_two = http
+        .post(format!("{}/sign-in", two.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(at_two.status(), 200);
+    let at_one = http
+        .post(format!("{}/sign-in", one.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(at_one.status(), 401);
+    // No files: the denylist and the audit are in Redis.
+    assert!(!dir.path().join("revocations.jsonl").exists());
+    assert!(!dir.path().join("mints.jsonl").exists());
+    one.terminate();
+    two.terminate();
+}
