@@ -637,3 +637,18 @@ fn login_on_without_a_password_is_a_config_error() {
     .unwrap_err();
     assert!(err.to_string().contains("admin_password"), "{err}");
 }
+
+#[test]
+fn redis_url_without_the_redis_stores_is_a_config_error() {
+    let config = AuthConfig {
+        redis_url: "redis://:secret@127.0.0.1:6379".into(),
+        ..Default::default()
+    };
+    assert!(!format!("{config:?}").contains(":secret@"), "redacted");
+    let err = wallet_auth::WalletAuth::builder(config)
+        .with_signing_key(common::signing_key())
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("redis_url"), "{err}");
+    assert!(!err.to_string().contains(":secret@"), "{err}");
+}

@@ -2,7 +2,6 @@
 //! JSON Lines files have: pico-server-auth's files, torn tails, group commit.
 #![allow(clippy::unwrap_used)]
 
-#[allow(dead_code, unused_imports)]
 mod common;
 #[path = "common/store_conformance.rs"]
 mod conformance;
