@@ -29,6 +29,10 @@
 //!
 //! The crate never binds a socket, reads the environment or installs a
 //! tracing subscriber on its own: `examples/standalone.rs` does that.
+//!
+//! Several instances share challenges, the denylist and the mint audit
+//! through Redis with the `redis` feature: see `RedisStores` (module
+//! `store_redis`).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod audit;

@@ -107,6 +107,23 @@ async fn two_routers_share_challenges_and_the_denylist() {
     assert_eq!(again.status, StatusCode::UNAUTHORIZED, "{}", again.body);
     assert_eq!(again.detail(), "invalid or expired challenge");
 
+    // 200 concurrent sign-ins with one challenge, half at A, half at B:
+    // exactly one succeeds.
+    let body = b.sign_in_body(&wallet).await;
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let app = Arc::clone(if i % 2 == 0 { &a } else { &b });
+        let body = body.clone();
+        set.spawn(async move { app.post("/sign-in", body).await.status });
+    }
+    let statuses = set.join_all().await;
+    let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    assert_eq!(ok, 1, "{statuses:?}");
+    assert!(statuses
+        .iter()
+        .all(|s| *s == StatusCode::OK || *s == StatusCode::UNAUTHORIZED));
+
     // A revokes the refresh token; B lists it and refuses it within the bound.
     let refresh = signed_in.body["refresh_token"]
         .as_str()
