@@ -10,6 +10,10 @@
 //! with pico-server-auth's `server_auth:` tree, overridden by
 //! `SERVER_AUTH_<NAME>` environment variables (lists: comma-separated or a
 //! JSON array). SIGTERM or Ctrl-C shuts it down cleanly.
+//!
+//! With `redis_url` (or `SERVER_AUTH_REDIS_URL`) set, challenges, the
+//! denylist and the mint audit live in Redis, shared by every instance
+//! (build with `--features redis`); without it, memory and files.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -149,11 +153,20 @@ fn prepare(args: &Args, config: &mut AuthConfig) -> Result<SigningKey, String> {
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
     let in_data = |name: &str| args.data_dir.join(name).to_string_lossy().into_owned();
-    if config.revocation_store_path.is_empty() {
-        config.revocation_store_path = in_data("revocations.jsonl");
-    }
-    if config.mint_audit_path.is_empty() {
-        config.mint_audit_path = in_data("mints.jsonl");
+    if !config.redis_url.is_empty() {
+        // Redis holds the denylist and the audit; the files are not used.
+        if !config.revocation_store_path.is_empty() || !config.mint_audit_path.is_empty() {
+            tracing::warn!(
+                "redis_url is set: revocation_store_path and mint_audit_path are ignored"
+            );
+        }
+    } else {
+        if config.revocation_store_path.is_empty() {
+            config.revocation_store_path = in_data("revocations.jsonl");
+        }
+        if config.mint_audit_path.is_empty() {
+            config.mint_audit_path = in_data("mints.jsonl");
+        }
     }
     let key_path = match &config.signing_key_path {
         Some(p) if !p.is_empty() => PathBuf::from(p),
@@ -220,6 +233,60 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// Opens the three Redis stores and warns when Redis's persistence is weaker
+/// than `appendonly yes` + `appendfsync always`.
+#[cfg(feature = "redis")]
+async fn with_redis(
+    builder: wallet_auth::WalletAuthBuilder,
+    config: &AuthConfig,
+) -> Result<wallet_auth::WalletAuthBuilder, String> {
+    use std::sync::Arc;
+    use wallet_auth::{RedisOptions, RedisStores};
+
+    let stores = RedisStores::connect(&config.redis_url, RedisOptions::default())
+        .await
+        .map_err(|e| format!("redis_url: {e}"))?;
+    match stores.persistence().await {
+        Ok(p) if p.survives_crash() => {
+            tracing::info!("redis: appendonly yes, appendfsync always");
+        }
+        Ok(p) => tracing::warn!(
+            appendonly = p.appendonly,
+            appendfsync = %p.appendfsync,
+            "redis persistence is weaker than `appendonly yes` + `appendfsync always`: \
+             acknowledged revocations can be lost if Redis crashes (see README, Many instances)"
+        ),
+        Err(e) => tracing::warn!(
+            error = %e,
+            "cannot read redis persistence settings (CONFIG GET); make sure AOF with \
+             appendfsync always is on"
+        ),
+    }
+    let revocations = stores
+        .revocations()
+        .await
+        .map_err(|e| format!("redis_url: loading the denylist: {e}"))?;
+    tracing::info!(
+        prefix = %stores.options().key_prefix,
+        revoked = revocations.len(),
+        "stores on redis"
+    );
+    Ok(builder
+        .with_challenge_store(Arc::new(stores.challenges()))
+        .with_revocation_store(Arc::new(revocations))
+        .with_mint_audit_store(Arc::new(stores.mint_audit(config.mint_audit_max_in_memory))))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn with_redis(
+    _builder: wallet_auth::WalletAuthBuilder,
+    _config: &AuthConfig,
+) -> Result<wallet_auth::WalletAuthBuilder, String> {
+    Err("redis_url is set, but this build has no Redis support: \
+         rebuild with `--features redis`"
+        .into())
+}
+
 fn fail(msg: String) -> ! {
     tracing::error!("{msg}");
     eprintln!("wallet-auth: {msg}");
@@ -240,14 +307,18 @@ async fn main() {
     let key = prepare(&args, &mut config).unwrap_or_else(|e| fail(e));
     tracing::info!(
         issuer = %config.issuer,
+        redis = !config.redis_url.is_empty(),
         revocations = %config.revocation_store_path,
         mint_audit = %config.mint_audit_path,
         "configuration loaded"
     );
-    let auth = WalletAuth::builder(config)
-        .with_signing_key(key)
-        .build()
-        .unwrap_or_else(|e| fail(e.to_string()));
+    let mut builder = WalletAuth::builder(config.clone()).with_signing_key(key);
+    if !config.redis_url.is_empty() {
+        builder = with_redis(builder, &config)
+            .await
+            .unwrap_or_else(|e| fail(e));
+    }
+    let auth = builder.build().unwrap_or_else(|e| fail(e.to_string()));
     let app = auth
         .router()
         .layer(tower_http::trace::TraceLayer::new_for_http());

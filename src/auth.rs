@@ -384,6 +384,19 @@ impl WalletAuthBuilder {
             Arc::clone(&clock),
         );
 
+        if !config.redis_url.is_empty()
+            && (self.challenge_store.is_none()
+                || self.revocation_store.is_none()
+                || self.audit_store.is_none())
+        {
+            // Never fall back to per-instance memory when a shared store was asked for.
+            return Err(ConfigError::invalid(
+                "redis_url",
+                "is set, but the Redis stores were not passed: open them with \
+                 RedisStores::connect (feature `redis`) and pass them with \
+                 with_challenge_store, with_revocation_store and with_mint_audit_store",
+            ));
+        }
         let challenges: Arc<dyn ChallengeStore> = match self.challenge_store {
             Some(s) => s,
             None => Arc::new(MemoryChallengeStore::with_clock(

@@ -57,6 +57,11 @@ pub struct AuthConfig {
     pub challenge_max_outstanding: usize,
     /// Route prefix of the router.
     pub route_prefix: String,
+    /// `redis://` URL of a Redis shared by several instances (feature
+    /// `redis`); empty keeps memory and files. The library does not connect
+    /// by itself: a caller that sets it opens `RedisStores` and passes the
+    /// three stores to the builder (the standalone server does).
+    pub redis_url: String,
 }
 
 impl Default for AuthConfig {
@@ -89,6 +94,7 @@ impl Default for AuthConfig {
             signing_key_path: None,
             challenge_max_outstanding: 1_000_000,
             route_prefix: "/api/v1/auth".into(),
+            redis_url: String::new(),
         }
     }
 }
@@ -139,6 +145,15 @@ impl std::fmt::Debug for AuthConfig {
             .field("signing_key_path", &self.signing_key_path)
             .field("challenge_max_outstanding", &self.challenge_max_outstanding)
             .field("route_prefix", &self.route_prefix)
+            .field(
+                "redis_url",
+                // The URL may carry a password.
+                &if self.redis_url.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
             .finish()
     }
 }

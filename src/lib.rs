@@ -29,6 +29,10 @@
 //!
 //! The crate never binds a socket, reads the environment or installs a
 //! tracing subscriber on its own: `examples/standalone.rs` does that.
+//!
+//! Several instances share challenges, the denylist and the mint audit
+//! through Redis with the `redis` feature: see `RedisStores` (module
+//! `store_redis`).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod audit;
@@ -41,6 +45,8 @@ pub mod http;
 pub mod jsonl;
 pub mod password;
 pub mod revocation;
+#[cfg(feature = "redis")]
+pub mod store_redis;
 mod stores;
 pub mod token;
 pub mod wallet;
@@ -56,6 +62,10 @@ pub use config::AuthConfig;
 pub use error::{ConfigError, Error, StoreError};
 pub use revocation::{
     JsonlRevocationStore, MemoryRevocationStore, RevocationEntry, RevocationKind, RevocationStore,
+};
+#[cfg(feature = "redis")]
+pub use store_redis::{
+    RedisChallengeStore, RedisMintAuditStore, RedisOptions, RedisRevocationStore, RedisStores,
 };
 pub use token::{AccessClaims, Jwk, RefreshClaims, SigningKey, TokenError};
 pub use wallet::{Algorithm, VerifyError};

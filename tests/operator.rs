@@ -675,3 +675,18 @@ async fn a_failed_audit_write_is_counted_and_fails_closed_only_when_asked() {
     assert!(!r.detail().is_empty());
     assert!(r.headers.contains_key("retry-after"));
 }
+
+#[test]
+fn redis_url_without_the_redis_stores_is_a_config_error() {
+    let config = AuthConfig {
+        redis_url: "redis://:secret@127.0.0.1:6379".into(),
+        ..Default::default()
+    };
+    assert!(!format!("{config:?}").contains(":secret@"), "redacted");
+    let err = wallet_auth::WalletAuth::builder(config)
+        .with_signing_key(common::signing_key())
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("redis_url"), "{err}");
+    assert!(!err.to_string().contains(":secret@"), "{err}");
+}

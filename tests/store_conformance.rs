@@ -2,6 +2,7 @@
 //! JSON Lines files have: pico-server-auth's files, torn tails, group commit.
 #![allow(clippy::unwrap_used)]
 
+mod common;
 #[path = "common/store_conformance.rs"]
 mod conformance;
 
@@ -10,16 +11,40 @@ use std::sync::Arc;
 
 use conformance::{entry, mint, Backend};
 use tempfile::TempDir;
+use wallet_auth::clock::ManualClock;
 use wallet_auth::jsonl;
 use wallet_auth::{
-    JsonlMintAuditStore, JsonlRevocationStore, MemoryMintAuditStore, MemoryRevocationStore,
-    MintAuditStore, MintRecord, RevocationEntry, RevocationStore,
+    ChallengeStore, JsonlMintAuditStore, JsonlRevocationStore, MemoryChallengeStore,
+    MemoryMintAuditStore, MemoryRevocationStore, MintAuditStore, MintRecord, RevocationEntry,
+    RevocationStore,
 };
 
-/// A fresh in-memory store on every open.
-struct Memory;
+/// A fresh in-memory store on every open (challenges: one store on a
+/// manual clock).
+struct Memory {
+    clock: ManualClock,
+    challenges: Arc<MemoryChallengeStore>,
+}
+
+impl Memory {
+    fn new() -> Self {
+        let clock = ManualClock::starting_now();
+        let challenges = Arc::new(MemoryChallengeStore::with_clock(
+            1000,
+            Arc::new(clock.clone()),
+        ));
+        Self { clock, challenges }
+    }
+}
 
 impl Backend for Memory {
+    fn challenges(&self) -> Option<Arc<dyn ChallengeStore>> {
+        Some(self.challenges.clone())
+    }
+    fn advance(&self, by: std::time::Duration) -> bool {
+        self.clock.advance(by);
+        true
+    }
     fn revocations(&self) -> Arc<dyn RevocationStore> {
         Arc::new(MemoryRevocationStore::new())
     }
@@ -63,8 +88,61 @@ impl Backend for Jsonl {
     }
 }
 
-conformance_tests!(memory, Memory);
+conformance_tests!(memory, Memory::new());
 conformance_tests!(jsonl_files, Jsonl::new());
+#[cfg(feature = "redis")]
+conformance_tests!(
+    redis,
+    optional redis_backend::RedisBackend::start("store_conformance::redis").await
+);
+
+/// A real redis-server per case (a unique key prefix too); reopening a store
+/// reconnects to the same server and prefix.
+#[cfg(feature = "redis")]
+mod redis_backend {
+    use super::*;
+    use crate::common::redis_server::{unique_prefix, RedisServer};
+    use wallet_auth::{RedisOptions, RedisStores};
+
+    pub struct RedisBackend {
+        stores: RedisStores,
+        _server: RedisServer,
+    }
+
+    impl RedisBackend {
+        pub async fn start(test: &str) -> Option<Self> {
+            let server = RedisServer::start(test)?;
+            let options = RedisOptions {
+                key_prefix: unique_prefix("conformance"),
+                ..Default::default()
+            };
+            let stores = RedisStores::connect(&server.url(), options).await.unwrap();
+            Some(Self {
+                stores,
+                _server: server,
+            })
+        }
+    }
+
+    impl Backend for RedisBackend {
+        fn revocations(&self) -> Arc<dyn RevocationStore> {
+            let stores = self.stores.clone();
+            let store = tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(stores.revocations())
+            });
+            Arc::new(store.unwrap())
+        }
+        fn mints(&self, max_in_memory: usize) -> Arc<dyn MintAuditStore> {
+            Arc::new(self.stores.mint_audit(max_in_memory))
+        }
+        fn durable(&self) -> bool {
+            true
+        }
+        fn challenges(&self) -> Option<Arc<dyn ChallengeStore>> {
+            Some(Arc::new(self.stores.challenges()))
+        }
+    }
+}
 
 /// Copies a pico-server-auth fixture into `dir`.
 fn pico_fixture(name: &str, dir: &Path) -> PathBuf {

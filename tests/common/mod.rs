@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod proxy;
+pub mod redis_server;
 pub mod server;
 pub mod wallets;
 
@@ -216,10 +218,15 @@ pub fn missing_dependency(test: &str, why: &str) {
     if in_ci {
         panic!("{test}: {why} (CI=true: a missing dependency is a failure)");
     }
-    eprintln!("\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
-    eprintln!("!!! SKIPPED {test}: {why}");
-    eprintln!("!!! run .ci/setup to install it; under CI=true this is a failure");
-    eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n");
+    // Straight to the stderr handle: eprintln! inside a test is captured by
+    // the harness and would only show on failure.
+    use std::io::Write;
+    let bang = "!".repeat(71);
+    let _ = write!(
+        std::io::stderr().lock(),
+        "\n{bang}\n!!! SKIPPED {test}: {why}\n\
+         !!! run .ci/setup to install it; under CI=true this is a failure\n{bang}\n\n"
+    );
 }
 
 /// The interop virtualenv's python (created by .ci/setup, or here on first

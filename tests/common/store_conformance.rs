@@ -8,8 +8,11 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
-use wallet_auth::{MintAuditStore, MintRecord, RevocationEntry, RevocationKind, RevocationStore};
+use wallet_auth::{
+    ChallengeStore, MintAuditStore, MintRecord, RevocationEntry, RevocationKind, RevocationStore,
+};
 
 /// A store backend under test.
 pub trait Backend: Send + Sync + 'static {
@@ -21,6 +24,16 @@ pub trait Backend: Send + Sync + 'static {
     fn mints(&self, max_in_memory: usize) -> Arc<dyn MintAuditStore>;
     /// Whether what is written survives reopening.
     fn durable(&self) -> bool;
+    /// The challenge store, when the backend has one of its own.
+    fn challenges(&self) -> Option<Arc<dyn ChallengeStore>> {
+        None
+    }
+    /// Moves the challenge store's clock forward by `by`; `false` when the
+    /// store keeps real time (native TTLs) and the caller must wait instead.
+    fn advance(&self, by: Duration) -> bool {
+        let _ = by;
+        false
+    }
 }
 
 /// A denylist entry.
@@ -250,15 +263,131 @@ pub async fn audit_reopen_keeps_the_newest_n(b: &dyn Backend) {
     assert_eq!(b.mints(1000).recent(1000).await.unwrap().len(), 11);
 }
 
+const TTL: Duration = Duration::from_secs(60);
+
+fn is_lower_hex_64(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+pub async fn challenge_consumes_once(b: &dyn Backend) {
+    let Some(store) = b.challenges() else { return };
+    let n = store.issue("alice", TTL).await.unwrap();
+    assert!(is_lower_hex_64(&n), "{n}");
+    assert!(store.consume("alice", &n).await.unwrap());
+    assert!(!store.consume("alice", &n).await.unwrap(), "second consume");
+    assert!(
+        !store.consume("nobody", &n).await.unwrap(),
+        "unknown address"
+    );
+}
+
+pub async fn challenge_issue_replaces_earlier(b: &dyn Backend) {
+    let Some(store) = b.challenges() else { return };
+    let first = store.issue("alice", TTL).await.unwrap();
+    let second = store.issue("alice", TTL).await.unwrap();
+    assert_ne!(first, second);
+    assert!(!store.consume("alice", &first).await.unwrap(), "replaced");
+    assert!(
+        !store.consume("alice", &second).await.unwrap(),
+        "the failed attempt burned the current one too"
+    );
+}
+
+pub async fn challenge_is_per_address(b: &dyn Backend) {
+    let Some(store) = b.challenges() else { return };
+    let a = store.issue("alice", TTL).await.unwrap();
+    let _ = store.issue("bob", TTL).await.unwrap();
+    assert!(
+        !store.consume("bob", &a).await.unwrap(),
+        "alice's nonce at bob"
+    );
+    assert!(store.consume("alice", &a).await.unwrap());
+}
+
+pub async fn challenge_wrong_nonce_burns_it(b: &dyn Backend) {
+    let Some(store) = b.challenges() else { return };
+    for wrong in ["", "zz", "0".repeat(64).as_str()] {
+        let n = store.issue("alice", TTL).await.unwrap();
+        assert!(!store.consume("alice", wrong).await.unwrap());
+        assert!(
+            !store.consume("alice", &n).await.unwrap(),
+            "burned by {wrong:?}"
+        );
+    }
+    let n = store.issue("alice", TTL).await.unwrap();
+    let upper = n.to_uppercase();
+    if upper != n {
+        assert!(
+            !store.consume("alice", &upper).await.unwrap(),
+            "only the spelling issued is accepted"
+        );
+    }
+}
+
+pub async fn challenge_expires(b: &dyn Backend) {
+    let Some(store) = b.challenges() else { return };
+    let ttl = Duration::from_millis(300);
+    let n = store.issue("alice", ttl).await.unwrap();
+    let keep = store.issue("bob", TTL).await.unwrap();
+    let past = ttl + Duration::from_millis(300);
+    if !b.advance(past) {
+        // Native TTLs keep real time.
+        tokio::time::sleep(past).await;
+    }
+    assert!(!store.consume("alice", &n).await.unwrap(), "expired");
+    assert!(store.consume("bob", &keep).await.unwrap(), "not expired");
+}
+
+pub async fn challenge_long_address(b: &dyn Backend) {
+    let Some(store) = b.challenges() else { return };
+    let long = "ab".repeat(4096);
+    let n = store.issue(&long, TTL).await.unwrap();
+    assert!(!store.consume(&long[..long.len() - 1], &n).await.unwrap());
+    let n = store.issue(&long, TTL).await.unwrap();
+    assert!(store.consume(&long, &n).await.unwrap());
+}
+
+pub async fn challenge_200_concurrent_consumes_one_success(b: &dyn Backend) {
+    let Some(store) = b.challenges() else { return };
+    for round in 0..3 {
+        let n = store.issue("alice", TTL).await.unwrap();
+        let start = Arc::new(tokio::sync::Barrier::new(200));
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..200 {
+            let (store, n, start) = (Arc::clone(&store), n.clone(), Arc::clone(&start));
+            set.spawn(async move {
+                start.wait().await;
+                store.consume("alice", &n).await.unwrap()
+            });
+        }
+        let wins = set.join_all().await.into_iter().filter(|&ok| ok).count();
+        assert_eq!(wins, 1, "round {round}: {wins} successes");
+    }
+}
+
 /// Runs every case against one backend: `conformance_tests!(module, expr)`
-/// where `expr` builds a fresh backend (fresh storage) for each case.
+/// where `expr` builds a fresh backend (fresh storage) for each case, or
+/// `conformance_tests!(module, optional expr)` where `expr` is an
+/// `Option` of one (`None`: its server is missing, and said so loudly).
 #[macro_export]
 macro_rules! conformance_tests {
     ($name:ident, $backend:expr) => {
+        $crate::conformance_tests!($name, optional Some($backend));
+    };
+    ($name:ident, optional $backend:expr) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
             $crate::conformance_tests!(@cases $backend;
+                challenge_consumes_once,
+                challenge_issue_replaces_earlier,
+                challenge_is_per_address,
+                challenge_wrong_nonce_burns_it,
+                challenge_expires,
+                challenge_long_address,
+                challenge_200_concurrent_consumes_one_success,
                 idempotent_revoke_returns_first_entry,
                 get_unknown_is_none,
                 list_is_newest_first,
@@ -277,7 +406,8 @@ macro_rules! conformance_tests {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                let backend = $backend;
+                // `None` when the backend's server is missing (reported loudly).
+                let Some(backend) = $backend else { return };
                 conformance::$case(&backend).await;
             }
         )*
