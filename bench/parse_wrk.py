@@ -1,6 +1,6 @@
 """Reads wrk --latency output on stdin; prints one JSON result line.
 
-usage: wrk ... | python3 parse_wrk.py SERVER PATH REP
+usage: wrk ... | python3 parse_wrk.py SERVER PATH REP [SERVER_CPU_UTIL]
 """
 
 import json
@@ -8,6 +8,7 @@ import re
 import sys
 
 server, path, rep = sys.argv[1:4]
+util = float(sys.argv[4]) if len(sys.argv) > 4 else None
 text = sys.stdin.read()
 
 
@@ -29,4 +30,5 @@ print(json.dumps({
     "p50_ms": lat.get("50"), "p99_ms": lat.get("99"),
     "requests": int(total.group(1)) if total else None,
     "errors": errors,
+    "server_cpu_util": util,
 }))

@@ -54,6 +54,10 @@ def f(x, nd=0):
     return f"{x:,.{nd}f}"
 
 
+def pct(x):
+    return "n/a" if x is None else f"{x:.0%}"
+
+
 paths = [
     "/jwks",
     "/challenge",
@@ -63,11 +67,13 @@ paths = [
     "/fleet/sessions",
     "/revoke (durable)",
     "/revoked-jtis @10k",
+    "/revoked-jtis @10k identity",
 ]
-floor_of = {"/jwks": "/jwks", "/challenge": "/challenge"}
+floor_of = {"/jwks": "/jwks", "/challenge": "/challenge",
+            "/revoked-jtis @10k identity": "/revoked-jtis @10k identity"}
 
-print("| path | ours req/s | ours p50 / p99 ms | pico req/s | pico p50 / p99 ms | ours/pico | floor req/s | ours/floor | errors ours/pico |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("| path | ours req/s | ours p50 / p99 ms | pico req/s | pico p50 / p99 ms | ours/pico | floor req/s | ours/floor | server CPU use ours / pico / floor | errors ours/pico |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 summary = {}
 for p in paths:
     o, pi = med(p, "ours", "rps"), med(p, "pico", "rps")
@@ -80,6 +86,8 @@ for p in paths:
         f"| `{p}` | {f(o)} | {f(med(p, 'ours', 'p50_ms'), 2)} / {f(med(p, 'ours', 'p99_ms'), 2)} "
         f"| {f(pi, 1)} | {f(med(p, 'pico', 'p50_ms'), 1)} / {f(med(p, 'pico', 'p99_ms'), 1)} "
         f"| {f(ratio, 1)}x | {f(fl)} | {'n/a' if frac is None else f'{frac:.0%}'} "
+        f"| {pct(med(p, 'ours', 'server_cpu_util'))} / {pct(med(p, 'pico', 'server_cpu_util'))} / "
+        f"{pct(med(floor_of[p], 'floor', 'server_cpu_util')) if p in floor_of else '-'} "
         f"| {errs(p, 'ours')} / {errs(p, 'pico')} |"
     )
 print()
@@ -116,8 +124,8 @@ print()
 
 print("### Sign-in against the crypto-bound ceiling (1 server core)")
 print()
-print("| algorithm | verify + RS256 mint + HS256 mint | ceiling sign-ins/s | measured | fraction |")
-print("|---|---:|---:|---:|---:|")
+print("| algorithm | CPU of verify + RS256 mint + HS256 mint | ceiling sign-ins/s | measured sign-ins/s | fraction of ceiling | server CPU use | fraction per CPU-second used |")
+print("|---|---:|---:|---:|---:|---:|---:|")
 rs, hs = crit_ns("mint/rs256_access"), crit_ns("mint/hs256_refresh")
 for alg in ["Ed25519", "secp256k1", "ML-DSA-65"]:
     v = crit_ns(f"verify/{alg}")
@@ -127,8 +135,14 @@ for alg in ["Ed25519", "secp256k1", "ML-DSA-65"]:
         continue
     cost = v + rs + hs
     ceiling = 1e9 / cost
+    util = med(f"/sign-in {alg}", "ours", "server_cpu_util")
+    per_cpu = [r["rps"] / r["server_cpu_util"] for r in by.get((f"/sign-in {alg}", "ours"), [])
+               if r.get("server_cpu_util")]
+    per_cpu = statistics.median(per_cpu) if per_cpu else None
     summary[f"ceiling {alg}"] = got / ceiling if got else None
-    print(f"| {alg} | {cost / 1000:,.0f} us | {ceiling:,.0f} | {f(got)} | {(got or 0) / ceiling:.0%} |")
+    summary[f"ceiling per cpu {alg}"] = per_cpu / ceiling if per_cpu else None
+    print(f"| {alg} | {cost / 1000:,.0f} us | {ceiling:,.0f} | {f(got)} | {(got or 0) / ceiling:.0%} "
+          f"| {pct(util)} | {pct(per_cpu / ceiling if per_cpu else None)} |")
 print()
 
 try:

@@ -68,11 +68,11 @@ taskset -c "$SERVER_CORE" cargo bench --bench hot_paths -- --noplot 2>&1 | tee "
 # A denylist of N entries in pico-server-auth's own file format.
 denylist() {
   python3 - "$1" "$2" <<'EOF'
-import json, sys
+import json, os, sys
 n, path = int(sys.argv[1]), sys.argv[2]
 with open(path, "w") as f:
     for i in range(n):
-        f.write(json.dumps({"jti": f"{i:032x}", "revoked_at": 1795000000.0 + i,
+        f.write(json.dumps({"jti": os.urandom(16).hex(), "revoked_at": 1795000000.0 + i,
                             "reason": "bench preload", "revoked_by": "admin@pico.local"}) + "\n")
 EOF
 }
@@ -104,12 +104,9 @@ cp "$OUT/ours/revocations.jsonl" "$OUT/pico/revocations.jsonl"
 start_ours $PORT_OURS "$OUT/ours" "$OUT/ours.log"
 OURS_PID=$LAST_PID
 taskset -c "$SERVER_CORE" "$VENV/bin/python" "$ROOT/bench/pico_app.py" $PORT_PICO "$OUT/pico" $SECRET $PASSWORD >"$OUT/pico.log" 2>&1 &
-PIDS+=("$!")
-wait_listening "$OUT/pico.log" "$!"
-curl -sf "http://127.0.0.1:$PORT_OURS$PREFIX/jwks" >"$OUT/jwks.json"
-taskset -c "$SERVER_CORE" "$BIN/floor" --listen "127.0.0.1:$PORT_FLOOR" --jwks-file "$OUT/jwks.json" >"$OUT/floor.log" 2>&1 &
-PIDS+=("$!")
-wait_listening "$OUT/floor.log" "$!"
+PICO_PID=$!
+PIDS+=("$PICO_PID")
+wait_listening "$OUT/pico.log" "$PICO_PID"
 
 # Tokens: an operator token from the admin login, a service token from the
 # fleet endpoint. pico (client middleware off) ignores them; ours checks them.
@@ -126,6 +123,15 @@ token() { # PORT KIND
 declare -A PORT=([ours]=$PORT_OURS [pico]=$PORT_PICO [floor]=$PORT_FLOOR)
 declare -A OPER SERV
 for s in ours pico; do OPER[$s]=$(token "${PORT[$s]}" operator); SERV[$s]=$(token "${PORT[$s]}" service); done
+# The floor serves our exact /jwks and /revoked-jtis bytes.
+curl -sf "http://127.0.0.1:$PORT_OURS$PREFIX/jwks" >"$OUT/jwks.json"
+curl -sf -H "Authorization: Bearer ${SERV[ours]}" "http://127.0.0.1:$PORT_OURS$PREFIX/revoked-jtis" >"$OUT/poll.json"
+taskset -c "$SERVER_CORE" "$BIN/floor" --listen "127.0.0.1:$PORT_FLOOR" --jwks-file "$OUT/jwks.json" \
+  --poll-file "$OUT/poll.json" >"$OUT/floor.log" 2>&1 &
+FLOOR_PID=$!
+PIDS+=("$FLOOR_PID")
+wait_listening "$OUT/floor.log" "$FLOOR_PID"
+declare -A SPID=([ours]=$OURS_PID [pico]=$PICO_PID [floor]=$FLOOR_PID)
 # Both servers must answer the poll with the 10,000 preloaded entries.
 for s in ours pico; do
   n=$(curl -sf -H "Authorization: Bearer ${SERV[$s]}" "http://127.0.0.1:${PORT[$s]}$PREFIX/revoked-jtis" |
@@ -136,19 +142,25 @@ done
 RESULTS=$OUT/results.jsonl
 : >"$RESULTS"
 
+# CPU seconds (user + system) a process has used, from /proc (USER_HZ = 100).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
 wrk_run() { # SERVER PATHLABEL URLPATH REP LUA [VAR=VALUE...]
-  local server=$1 label=$2 path=$3 rep=$4 lua=$5
+  local server=$1 label=$2 path=$3 rep=$4 lua=$5 t0 t1 c0 c1
   shift 5
+  c0=$(cpu_ticks "${SPID[$server]}"); t0=$(date +%s.%N)
   env "$@" timeout $((DUR + 60)) taskset -c "$LOAD_CORE" wrk -t1 -c"$CONNS" -d"${DUR}s" --timeout 30s --latency \
     -s "$ROOT/bench/wrk/$lua" "http://127.0.0.1:${PORT[$server]}$PREFIX$path" >"$OUT/wrk.out" 2>&1 || true
-  python3 "$ROOT/bench/parse_wrk.py" "$server" "$label" "$rep" <"$OUT/wrk.out" | tee -a "$RESULTS" >&2
+  c1=$(cpu_ticks "${SPID[$server]}"); t1=$(date +%s.%N)
+  python3 "$ROOT/bench/parse_wrk.py" "$server" "$label" "$rep" \
+    "$(python3 -c "print(($c1 - $c0) / 100 / ($t1 - $t0))")" <"$OUT/wrk.out" | tee -a "$RESULTS" >&2
 }
 
 signin_run() { # SERVER ALG REP
   local keys=$OURS_KEYS
   [ "$1" = pico ] && keys=$PICO_KEYS
   timeout $((DUR + 600)) taskset -c "$LOAD_CORE" "$BIN/loadtest" signin --base "http://127.0.0.1:${PORT[$1]}$PREFIX" \
-    --alg "$2" --keys "$keys" --conns "$CONNS" --duration "$DUR" --reps 1 |
+    --alg "$2" --keys "$keys" --conns "$CONNS" --duration "$DUR" --reps 1 --server-pid "${SPID[$1]}" |
     python3 -c "import json,sys
 for l in sys.stdin:
     r=json.loads(l); r.update(server='$1', path='/sign-in $2', rep=$3, tool='loadtest'); r['errors']=r.get('errors',0); print(json.dumps(r))" |
@@ -169,8 +181,14 @@ for rep in $(seq "$REPS"); do
   for s in ours pico; do
     wrk_run $s /fleet/sessions /fleet/sessions "$rep" req.lua METHOD=POST "BODY=$FLEET_BODY" FLEET_SECRET=$SECRET
   done
+  # As pico-client-auth polls: httpx sends Accept-Encoding: gzip, deflate.
   for s in ours pico; do
-    wrk_run $s "/revoked-jtis @10k" /revoked-jtis "$rep" req.lua METHOD=GET "AUTH=${SERV[$s]}"
+    wrk_run $s "/revoked-jtis @10k" /revoked-jtis "$rep" req.lua METHOD=GET "AUTH=${SERV[$s]}" \
+      "ACCEPT_ENCODING=gzip, deflate"
+  done
+  # Without compression, against the floor serving the same bytes.
+  for s in ours pico floor; do
+    wrk_run $s "/revoked-jtis @10k identity" /revoked-jtis "$rep" req.lua METHOD=GET "AUTH=${SERV[$s]:-}"
   done
 done
 # /revoke last: it grows the denylist the poll above is measured with.

@@ -11,6 +11,8 @@
 //! - `POST /api/v1/auth/challenge` parses the JSON body, takes 32 random
 //!   bytes from the OS and does one map insert, and answers the same JSON
 //!   shape as the real route.
+//! - `GET /api/v1/auth/revoked-jtis` answers the bytes of `--poll-file` (the
+//!   real server's poll body) without checking any token.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use dashmap::DashMap;
 #[derive(Clone)]
 struct Floor {
     jwks: Bytes,
+    poll: Bytes,
     map: Arc<DashMap<String, [u8; 32]>>,
 }
 
@@ -42,6 +45,17 @@ async fn jwks(State(s): State<Floor>) -> Response {
             ),
         ],
         s.jwks.clone(),
+    )
+        .into_response()
+}
+
+async fn poll(State(s): State<Floor>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        s.poll.clone(),
     )
         .into_response()
 }
@@ -67,11 +81,13 @@ async fn challenge(State(s): State<Floor>, body: Bytes) -> Response {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut listen = "127.0.0.1:8200".to_string();
     let mut jwks_file = None;
+    let mut poll_file = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
             "--listen" => listen = it.next().ok_or("--listen needs a value")?,
             "--jwks-file" => jwks_file = Some(it.next().ok_or("--jwks-file needs a value")?),
+            "--poll-file" => poll_file = Some(it.next().ok_or("--poll-file needs a value")?),
             other => return Err(format!("unknown argument {other:?}").into()),
         }
     }
@@ -79,13 +95,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(p) => Bytes::from(std::fs::read(p)?),
         None => Bytes::from_static(br#"{"keys":[]}"#),
     };
+    let poll_bytes = match poll_file {
+        Some(p) => Bytes::from(std::fs::read(p)?),
+        None => Bytes::from_static(br#"{"items":[]}"#),
+    };
     let state = Floor {
         jwks: jwks_bytes,
+        poll: poll_bytes,
         map: Arc::new(DashMap::new()),
     };
     let app = Router::new()
         .route("/api/v1/auth/jwks", get(jwks))
         .route("/api/v1/auth/challenge", post(challenge))
+        .route("/api/v1/auth/revoked-jtis", get(poll))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     println!("floor listening on http://{}", listener.local_addr()?);

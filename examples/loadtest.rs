@@ -18,6 +18,9 @@
 //! `--long-every` of ML-DSA-65 size (3,904 characters), bounded by
 //! `--deadline` seconds. Prints a JSON line of status counts.
 //!
+//! With `--server-pid`, the server's CPU use over the timed phase is
+//! reported too (`server_cpu_util`: CPU seconds per wall second).
+//!
 //! The client is hyper's HTTP/1 connection on a single-threaded tokio
 //! runtime (the script pins it to the load core).
 
@@ -51,6 +54,7 @@ struct Opts {
     count: usize,
     long_every: usize,
     deadline: f64,
+    server_pid: Option<u32>,
 }
 
 fn parse_opts() -> Result<Opts, Error> {
@@ -66,6 +70,7 @@ fn parse_opts() -> Result<Opts, Error> {
         count: 1_000_000,
         long_every: 4,
         deadline: 900.0,
+        server_pid: None,
     };
     while let Some(flag) = it.next() {
         let v = it.next().ok_or(format!("{flag} needs a value"))?;
@@ -79,6 +84,7 @@ fn parse_opts() -> Result<Opts, Error> {
             "--count" => o.count = v.parse()?,
             "--long-every" => o.long_every = v.parse()?,
             "--deadline" => o.deadline = v.parse()?,
+            "--server-pid" => o.server_pid = Some(v.parse()?),
             other => return Err(format!("unknown option {other}").into()),
         }
     }
@@ -142,6 +148,18 @@ impl Conn {
     }
 }
 
+/// CPU seconds (user + system, all threads) process `pid` has used so far,
+/// from `/proc/PID/stat` (clock ticks of 1/100 s, Linux's USER_HZ).
+fn cpu_secs(pid: Option<u32>) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the line.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
 fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -151,7 +169,12 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 }
 
 /// Fetches one challenge per key and signs it; returns the sign-in bodies.
-async fn prepare(o: &Opts, host: &str, prefix: &str, seeds: &[[u8; 32]]) -> Result<Vec<Bytes>, Error> {
+async fn prepare(
+    o: &Opts,
+    host: &str,
+    prefix: &str,
+    seeds: &[[u8; 32]],
+) -> Result<Vec<Bytes>, Error> {
     let next = Arc::new(AtomicUsize::new(0));
     let out = Arc::new(std::sync::Mutex::new(vec![Bytes::new(); seeds.len()]));
     let seeds = Arc::new(seeds.to_vec());
@@ -169,13 +192,23 @@ async fn prepare(o: &Opts, host: &str, prefix: &str, seeds: &[[u8; 32]]) -> Resu
                 let w = Wallet::from_seed(&alg, seeds[i]);
                 let address = w.address();
                 let (status, body) = c
-                    .post("/challenge", Bytes::from(json!({ "address": address }).to_string()))
+                    .post(
+                        "/challenge",
+                        Bytes::from(json!({ "address": address }).to_string()),
+                    )
                     .await?;
                 if status != 200 {
-                    return Err(format!("challenge: HTTP {status}: {}", String::from_utf8_lossy(&body)).into());
+                    return Err(format!(
+                        "challenge: HTTP {status}: {}",
+                        String::from_utf8_lossy(&body)
+                    )
+                    .into());
                 }
                 let v: Value = serde_json::from_slice(&body)?;
-                let nonce = v["challenge"].as_str().ok_or("no challenge in reply")?.to_string();
+                let nonce = v["challenge"]
+                    .as_str()
+                    .ok_or("no challenge in reply")?
+                    .to_string();
                 let sig = w.sign(nonce.as_bytes());
                 let body = json!({
                     "address": address,
@@ -203,6 +236,7 @@ async fn timed(o: &Opts, host: &str, prefix: &str, bodies: Vec<Bytes>) -> Result
     for _ in 0..o.conns {
         conns.push(Conn::open(host, prefix).await?);
     }
+    let cpu0 = cpu_secs(o.server_pid);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for mut c in conns {
@@ -247,8 +281,10 @@ async fn timed(o: &Opts, host: &str, prefix: &str, bodies: Vec<Bytes>) -> Result
         }
     }
     let secs = start.elapsed().as_secs_f64();
+    let server_cpu = cpu_secs(o.server_pid).zip(cpu0).map(|(b, a)| b - a);
     lat.sort_unstable();
     Ok(json!({
+        "server_cpu_util": server_cpu.map(|c| c / secs),
         "ok": lat.len(),
         "errors": errors,
         "first_error": first_error,
@@ -302,7 +338,7 @@ async fn fill(o: Opts) -> Result<(), Error> {
                 }
                 let unit = format!("{i:064x}");
                 // An ML-DSA-65 wallet id is 3,904 hex characters (61 x 64).
-                let address = if i % long_every == 0 {
+                let address = if i.is_multiple_of(long_every) {
                     unit.repeat(61)
                 } else {
                     unit
@@ -321,8 +357,10 @@ async fn fill(o: Opts) -> Result<(), Error> {
         }
     }
     let secs = start.elapsed().as_secs_f64();
-    let statuses: serde_json::Map<String, Value> =
-        total.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+    let statuses: serde_json::Map<String, Value> = total
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
     println!("{}", json!({ "statuses": statuses, "secs": secs }));
     Ok(())
 }

@@ -1,5 +1,5 @@
 -- One fixed request, from the environment: METHOD, BODY, AUTH (a bearer
--- token), FLEET_SECRET. Used by bench/run.sh for every fixed-body path.
+-- token), FLEET_SECRET, ACCEPT_ENCODING. Used by bench/run.sh for every fixed-body path.
 wrk.method = os.getenv("METHOD") or "GET"
 local body = os.getenv("BODY")
 if body and body ~= "" then
@@ -13,4 +13,8 @@ end
 local secret = os.getenv("FLEET_SECRET")
 if secret and secret ~= "" then
   wrk.headers["X-Fleet-Secret"] = secret
+end
+local enc = os.getenv("ACCEPT_ENCODING")
+if enc and enc ~= "" then
+  wrk.headers["Accept-Encoding"] = enc
 end
