@@ -115,6 +115,22 @@ struct PollCache {
     version: u64,
     valid_until: u64,
     body: bytes::Bytes,
+    /// `body` gzip-compressed, made on the first request that accepts gzip.
+    gzip: std::sync::OnceLock<bytes::Bytes>,
+}
+
+/// Gzip of a poll body. Fast compression: the body is rebuilt whenever the
+/// denylist changes, and a poll of 10,000 entries shrinks about fivefold.
+fn gzip(body: &[u8]) -> Result<bytes::Bytes, Error> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(body)
+        .and_then(|()| enc.finish())
+        .map(bytes::Bytes::from)
+        .map_err(|e| Error::Internal(format!("gzip denylist: {e}")))
 }
 
 pub(crate) struct Inner {
@@ -951,6 +967,26 @@ impl WalletAuth {
     /// # Errors
     /// `Unavailable` when the store cannot answer.
     pub async fn revoked_jtis_json(&self) -> Result<bytes::Bytes, Error> {
+        Ok(self.poll_cache().await?.body.clone())
+    }
+
+    /// The body of [`revoked_jtis_json`](Self::revoked_jtis_json),
+    /// gzip-compressed (`Content-Encoding: gzip`), cached alike. The route
+    /// serves it to clients that send `Accept-Encoding: gzip`, as
+    /// pico-client-auth's httpx does.
+    ///
+    /// # Errors
+    /// `Unavailable` when the store cannot answer.
+    pub async fn revoked_jtis_gzip(&self) -> Result<bytes::Bytes, Error> {
+        let cache = self.poll_cache().await?;
+        if let Some(z) = cache.gzip.get() {
+            return Ok(z.clone());
+        }
+        let z = gzip(&cache.body)?;
+        Ok(cache.gzip.get_or_init(|| z).clone())
+    }
+
+    async fn poll_cache(&self) -> Result<Arc<PollCache>, Error> {
         let now = self.inner.clock.now_secs();
         let version = self.inner.revocations.version();
         if let Some(c) = self
@@ -961,7 +997,7 @@ impl WalletAuth {
             .as_ref()
         {
             if c.version == version && now < c.valid_until {
-                return Ok(c.body.clone());
+                return Ok(Arc::clone(c));
             }
         }
         let all = self.inner.revocations.list().await?;
@@ -989,14 +1025,15 @@ impl WalletAuth {
         let cache = Arc::new(PollCache {
             version,
             valid_until,
-            body: body.clone(),
+            body,
+            gzip: std::sync::OnceLock::new(),
         });
         *self
             .inner
             .poll_cache
             .write()
-            .unwrap_or_else(|p| p.into_inner()) = Some(cache);
-        Ok(body)
+            .unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&cache));
+        Ok(cache)
     }
 
     /// The newest `limit` audited mints with their revocation status.

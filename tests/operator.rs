@@ -690,3 +690,56 @@ fn redis_url_without_the_redis_stores_is_a_config_error() {
     assert!(err.to_string().contains("redis_url"), "{err}");
     assert!(!err.to_string().contains(":secret@"), "{err}");
 }
+
+/// A poller that accepts gzip (pico-client-auth's httpx does) gets the same
+/// JSON, gzip-encoded; one that does not, or refuses it with q=0, gets it plain.
+#[tokio::test]
+async fn revoked_jtis_gzip_when_accepted() {
+    use std::io::Read;
+    let app = fleet_app();
+    let op = operator_token(&app).await;
+    for i in 0..50 {
+        let r = post_bearer(&app, "/revoke", json!({ "jti": format!("jti-{i}") }), &op).await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    let get = |accept: Option<&'static str>| {
+        let mut req = axum::http::Request::get("/api/v1/auth/revoked-jtis")
+            .header("authorization", format!("Bearer {op}"));
+        if let Some(a) = accept {
+            req = req.header("accept-encoding", a);
+        }
+        let req = req.body(axum::body::Body::empty()).unwrap();
+        let router = app.router.clone();
+        async move {
+            let resp = tower::ServiceExt::oneshot(router, req).await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            let enc = resp
+                .headers()
+                .get("content-encoding")
+                .map(|v| v.to_str().unwrap().to_string());
+            let body = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            (enc, body)
+        }
+    };
+    let (enc, plain) = get(None).await;
+    assert_eq!(enc, None);
+    let v: Value = serde_json::from_slice(&plain).unwrap();
+    assert_eq!(v["items"].as_array().unwrap().len(), 50);
+    for refused in ["identity", "gzip;q=0", "br, gzip; q=0.0"] {
+        let (enc, body) = get(Some(refused)).await;
+        assert_eq!(enc, None, "{refused}");
+        assert_eq!(body, plain);
+    }
+    for accepted in ["gzip, deflate", "br;q=1, GZIP;q=0.5", "*"] {
+        let (enc, body) = get(Some(accepted)).await;
+        assert_eq!(enc.as_deref(), Some("gzip"), "{accepted}");
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, plain, "{accepted}");
+    }
+}

@@ -141,9 +141,40 @@ async fn revoke_with(
 pub(super) async fn revoked_jtis(
     State(auth): State<WalletAuth>,
     Bearer(token): Bearer,
+    headers: HeaderMap,
 ) -> Result<Response, Error> {
     auth.authorize(token.as_deref(), Gate::Service).await?;
-    Ok(json_bytes(auth.revoked_jtis_json().await?))
+    let mut resp = if accepts_gzip(&headers) {
+        let mut r = json_bytes(auth.revoked_jtis_gzip().await?);
+        r.headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        r
+    } else {
+        json_bytes(auth.revoked_jtis_json().await?)
+    };
+    resp.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    Ok(resp)
+}
+
+/// Whether `Accept-Encoding` lists `gzip` (or `*`) with a non-zero quality.
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let coding = parts.next().unwrap_or("");
+            let zero_q = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .or_else(|| p.strip_prefix("Q="))
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !zero_q
+        })
 }
 
 pub(super) async fn mints(
