@@ -17,24 +17,22 @@ impl WalletAuth {
     /// prefix (default `/api/v1/auth`). Generic over the host's state, so a
     /// host app can `merge` it (or `nest` it with an empty prefix).
     pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
-        let routes = Router::new()
-            .route("/jwks", get(handlers::jwks))
-            .route("/challenge", post(handlers::challenge))
-            .route("/sign-in", post(handlers::sign_in))
-            .route("/refresh", post(handlers::refresh))
-            .route("/login", post(handlers::login))
-            .route("/fleet/sessions", post(handlers::fleet_session))
-            .route("/revoke", post(handlers::revoke))
-            .route("/revoked-jtis", get(handlers::revoked_jtis))
-            .route("/mints", get(handlers::mints))
+        // Full paths rather than `nest`: one routing step per request, no
+        // prefix stripping on the hot paths.
+        let prefix = self.config().route_prefix.as_str();
+        let at = |path: &str| format!("{prefix}{path}");
+        Router::new()
+            .route(&at("/jwks"), get(handlers::jwks))
+            .route(&at("/challenge"), post(handlers::challenge))
+            .route(&at("/sign-in"), post(handlers::sign_in))
+            .route(&at("/refresh"), post(handlers::refresh))
+            .route(&at("/login"), post(handlers::login))
+            .route(&at("/fleet/sessions"), post(handlers::fleet_session))
+            .route(&at("/revoke"), post(handlers::revoke))
+            .route(&at("/revoked-jtis"), get(handlers::revoked_jtis))
+            .route(&at("/mints"), get(handlers::mints))
             .method_not_allowed_fallback(handlers::method_not_allowed)
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-            .with_state(self.clone());
-        let prefix = self.config().route_prefix.as_str();
-        if prefix.is_empty() {
-            routes
-        } else {
-            Router::new().nest(prefix, routes)
-        }
+            .with_state(self.clone())
     }
 }
