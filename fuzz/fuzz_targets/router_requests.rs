@@ -105,12 +105,7 @@ fuzz_target!(|data: &[u8]| {
     f.rt.block_on(async {
         let resp = f.router.clone().oneshot(req).await.expect("infallible");
         let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
         assert!(
             status.as_u16() < 500 || status.as_u16() == 503,
             "{method} {path}: {status}: {}",

@@ -31,6 +31,9 @@ fuzz_target!(|data: &[u8]| {
     let encoded = check_encoding(alg, key, sig);
     let verified = verify(alg, key, msg, sig);
     if encoded.is_err() {
-        assert!(verified.is_err(), "{alg}: verify accepted a malformed input");
+        assert!(
+            verified.is_err(),
+            "{alg}: verify accepted a malformed input"
+        );
     }
 });
