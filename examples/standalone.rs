@@ -9,14 +9,14 @@
 //! is missing on first start. Configuration comes from an optional YAML file
 //! with pico-server-auth's `server_auth:` tree, overridden by
 //! `SERVER_AUTH_<NAME>` environment variables (lists: comma-separated or a
-//! JSON array). SIGTERM or Ctrl-C shuts it down cleanly.
+//! JSON array). SIGTERM or Ctrl-C shuts it down cleanly. A client gets 10 s
+//! to send a request's headers and 30 s for its body.
 //!
 //! With `redis_url` (or `SERVER_AUTH_REDIS_URL`) set, challenges, the
-//! denylist and the mint audit live in Redis, shared by every instance
-//! (build with `--features redis`); without it, memory and files.
+//! denylist and the mint audit live in Redis, shared by every instance (the
+//! `redis` feature, on by default); without it, memory and files.
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
@@ -331,11 +331,13 @@ async fn main() {
     tracing::info!(%addr, prefix = %auth.config().route_prefix, "listening");
     println!("wallet-auth listening on http://{addr}");
     let _ = std::io::stdout().flush();
-    let served = axum::serve(
+    // Not axum::serve: it has no deadline for a slow client's headers.
+    let served = wallet_auth::http::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app,
+        wallet_auth::http::ServeOptions::default(),
+        shutdown_signal(),
     )
-    .with_graceful_shutdown(shutdown_signal())
     .await;
     if let Err(e) = served {
         fail(format!("server error: {e}"));

@@ -24,6 +24,8 @@ pub enum BodyRejection {
     TooLarge,
     /// Not a JSON object.
     Invalid(String),
+    /// The body did not arrive within the server's body deadline.
+    TimedOut,
 }
 
 impl IntoResponse for BodyRejection {
@@ -34,6 +36,10 @@ impl IntoResponse for BodyRejection {
                 &format!("request body too large (max {MAX_BODY_BYTES} bytes)"),
             ),
             BodyRejection::Invalid(why) => detail(StatusCode::BAD_REQUEST, &why),
+            BodyRejection::TimedOut => detail(
+                StatusCode::REQUEST_TIMEOUT,
+                "request body not received in time",
+            ),
         }
     }
 }
@@ -45,6 +51,8 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 BodyRejection::TooLarge
+            } else if caused_by_timeout(&e) {
+                BodyRejection::TimedOut
             } else {
                 BodyRejection::Invalid("could not read request body".into())
             }
@@ -62,6 +70,18 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
             )),
         }
     }
+}
+
+/// Whether a body error comes from our body deadline (or tower-http's).
+fn caused_by_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.is::<super::serve::BodyDeadline>() || c.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 impl JsonObject {

@@ -4,12 +4,14 @@
 mod error;
 mod extract;
 mod handlers;
+mod serve;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 
 pub use self::extract::{Bearer, BodyRejection, Claims, ClientIp, JsonObject, MAX_BODY_BYTES};
+pub use self::serve::{serve, ServeOptions};
 use crate::WalletAuth;
 
 impl WalletAuth {
