@@ -57,21 +57,14 @@ async fn router_requests() {
     let router = auth.router::<()>();
     let operator = auth
         .tokens()
-        .sign_access(&wallet_auth::AccessClaims {
-            iss: "http://localhost:8100".into(),
-            aud: "pico".into(),
-            sub: "operator@fuzz".into(),
-            iat: now,
-            exp: now + 3600,
-            jti: wallet_auth::token::new_jti(),
-            role: "operator".into(),
-            algorithm: None,
-            wallet_address: None,
-            session_id: None,
-            agent_id: None,
-            scope: None,
-            token_type: None,
-        })
+        .sign_access(&wallet_auth::AccessClaims::new(
+            "http://localhost:8100",
+            "pico",
+            "operator@fuzz",
+            "operator",
+            now,
+            now + 3600,
+        ))
         .unwrap();
     let bearer = format!("Bearer {operator}");
     for (path, data) in corpus("router_requests") {

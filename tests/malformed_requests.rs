@@ -83,21 +83,14 @@ fn build_fixture() -> Fixture {
         .unwrap();
         use wallet_auth::clock::Clock;
         let now = clock.now_secs();
-        let claims = wallet_auth::AccessClaims {
-            iss: "http://localhost:8100".into(),
-            aud: "pico".into(),
-            sub: "operator@test".into(),
-            iat: now,
-            exp: now + 3600,
-            jti: wallet_auth::token::new_jti(),
-            role: "operator".into(),
-            algorithm: None,
-            wallet_address: None,
-            session_id: None,
-            agent_id: None,
-            scope: None,
-            token_type: None,
-        };
+        let claims = wallet_auth::AccessClaims::new(
+            "http://localhost:8100",
+            "pico",
+            "operator@test",
+            "operator",
+            now,
+            now + 3600,
+        );
         let operator = auth.tokens().sign_access(&claims).unwrap();
         (auth.router(), operator)
     });

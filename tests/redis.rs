@@ -53,23 +53,7 @@ async fn app_on(url: &str, prefix: &str) -> TestApp {
 
 /// An access token with `role`, signed by the shared test key.
 fn token(app: &TestApp, role: &str) -> String {
-    let now = wallet_auth::clock::Clock::now_secs(&app.clock);
-    let claims = wallet_auth::AccessClaims {
-        iss: "http://localhost:8100".into(),
-        aud: "pico".into(),
-        sub: format!("{role}@test"),
-        iat: now,
-        exp: now + 3600,
-        jti: wallet_auth::token::new_jti(),
-        role: role.into(),
-        algorithm: None,
-        wallet_address: None,
-        session_id: None,
-        agent_id: None,
-        scope: None,
-        token_type: None,
-    };
-    app.auth.tokens().sign_access(&claims).unwrap()
+    common::token_with_role(app, role)
 }
 
 async fn revoke(app: &TestApp, jti: &str) -> common::Reply {

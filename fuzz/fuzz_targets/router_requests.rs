@@ -44,21 +44,14 @@ fn fixture() -> &'static Fixture {
             .build()
             .expect("build");
             let now = 1_700_000_000;
-            let claims = wallet_auth::AccessClaims {
-                iss: "http://localhost:8100".into(),
-                aud: "pico".into(),
-                sub: "operator@fuzz".into(),
-                iat: now,
-                exp: now + 3600,
-                jti: wallet_auth::token::new_jti(),
-                role: "operator".into(),
-                algorithm: None,
-                wallet_address: None,
-                session_id: None,
-                agent_id: None,
-                scope: None,
-                token_type: None,
-            };
+            let claims = wallet_auth::AccessClaims::new(
+                "http://localhost:8100",
+                "pico",
+                "operator@fuzz",
+                "operator",
+                now,
+                now + 3600,
+            );
             let operator = auth.tokens().sign_access(&claims).expect("sign");
             (auth.router(), operator)
         });
