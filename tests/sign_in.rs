@@ -518,7 +518,10 @@ async fn independent_verifier_accepts_access_rejects_refresh() {
         if header["alg"] != "RS256" || header["kid"] != jwk["kid"] {
             return false;
         }
-        let Ok(sig) = Signature::try_from(B64.decode(sig).unwrap().as_slice()) else {
+        let Ok(bytes) = B64.decode(sig) else {
+            return false;
+        };
+        let Ok(sig) = Signature::try_from(bytes.as_slice()) else {
             return false;
         };
         key.verify(signed.as_bytes(), &sig).is_ok()
@@ -531,10 +534,17 @@ async fn independent_verifier_accepts_access_rejects_refresh() {
     assert_eq!(claims["aud"], "pico");
     assert!(claims["exp"].as_u64().unwrap() > claims["iat"].as_u64().unwrap());
     assert!(!verify(s["refresh_token"].as_str().unwrap()));
-    // A flipped bit in the signature is refused (the verifier can fail).
+    // A changed signature byte is refused (the verifier can fail). The
+    // character changed is in the middle of the signature, where all six
+    // bits of a base64url character are significant, so the token still
+    // decodes and the RSA check itself must refuse it.
+    let sig_start = access.rfind('.').unwrap() + 1;
+    let at = sig_start + 100;
     let mut tampered = access.to_string();
-    let last = tampered.pop().unwrap();
-    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    let old = &access[at..at + 1];
+    tampered.replace_range(at..at + 1, if old == "A" { "B" } else { "A" });
+    assert_ne!(tampered, access);
+    assert!(B64.decode(&tampered[sig_start..]).is_ok());
     assert!(!verify(&tampered));
 }
 

@@ -1,0 +1,324 @@
+//! Building a [`WalletAuth`]: configuration checks, keys, stores, the sweeper.
+
+use super::*;
+
+/// Builds a [`WalletAuth`]; see [`WalletAuth::builder`].
+#[must_use]
+pub struct WalletAuthBuilder {
+    config: AuthConfig,
+    challenge_store: Option<Arc<dyn ChallengeStore>>,
+    revocation_store: Option<Arc<dyn RevocationStore>>,
+    audit_store: Option<Arc<dyn MintAuditStore>>,
+    signing_key: Option<Arc<SigningKey>>,
+    retired_keys: Vec<Jwk>,
+    clock: Option<SharedClock>,
+    sweep_interval: Duration,
+    cpu: Option<CpuLimiter>,
+    login_limits: LoginLimits,
+}
+
+impl WalletAuth {
+    /// Starts building from a configuration.
+    pub fn builder(config: AuthConfig) -> WalletAuthBuilder {
+        WalletAuthBuilder {
+            config,
+            challenge_store: None,
+            revocation_store: None,
+            audit_store: None,
+            signing_key: None,
+            retired_keys: Vec::new(),
+            clock: None,
+            sweep_interval: Duration::from_secs(5),
+            cpu: None,
+            login_limits: LoginLimits::default(),
+        }
+    }
+}
+
+fn validate_config(c: &AuthConfig) -> Result<Vec<Algorithm>, ConfigError> {
+    if c.algorithm != "RS256" {
+        return Err(ConfigError::invalid(
+            "algorithm",
+            format!("only RS256 is supported, got {:?}", c.algorithm),
+        ));
+    }
+    if c.issuer.trim().is_empty() {
+        return Err(ConfigError::invalid("issuer", "must not be empty"));
+    }
+    if c.audience.trim().is_empty() {
+        return Err(ConfigError::invalid("audience", "must not be empty"));
+    }
+    if c.access_token_expire_minutes == 0 || c.access_token_expire_minutes > 525_600 {
+        return Err(ConfigError::invalid(
+            "access_token_expire_minutes",
+            "must be between 1 and 525600",
+        ));
+    }
+    if c.refresh_token_expire_days == 0 || c.refresh_token_expire_days > 3650 {
+        return Err(ConfigError::invalid(
+            "refresh_token_expire_days",
+            "must be between 1 and 3650",
+        ));
+    }
+    if c.challenge_ttl_seconds == 0 || c.challenge_ttl_seconds > 3600 {
+        return Err(ConfigError::invalid(
+            "challenge_ttl_seconds",
+            "must be between 1 and 3600",
+        ));
+    }
+    if c.challenge_max_outstanding == 0 {
+        return Err(ConfigError::invalid(
+            "challenge_max_outstanding",
+            "must be at least 1",
+        ));
+    }
+    if c.mint_audit_max_in_memory == 0 {
+        return Err(ConfigError::invalid(
+            "mint_audit_max_in_memory",
+            "must be at least 1",
+        ));
+    }
+    if c.fleet_max_ttl_seconds < FLEET_MIN_TTL {
+        return Err(ConfigError::invalid(
+            "fleet_max_ttl_seconds",
+            format!("must be at least {FLEET_MIN_TTL}"),
+        ));
+    }
+    if c.fleet_session_ttl_seconds == 0 {
+        return Err(ConfigError::invalid(
+            "fleet_session_ttl_seconds",
+            "must be at least 1",
+        ));
+    }
+    if !c.route_prefix.is_empty()
+        && (!c.route_prefix.starts_with('/') || c.route_prefix.ends_with('/'))
+    {
+        return Err(ConfigError::invalid(
+            "route_prefix",
+            "must start with '/' and not end with '/' (or be empty)",
+        ));
+    }
+    if c.auto_create_admin && c.admin_email.trim().is_empty() {
+        return Err(ConfigError::invalid(
+            "admin_email",
+            "must not be empty when auto_create_admin is on",
+        ));
+    }
+    if c.admin_role.trim().is_empty() {
+        return Err(ConfigError::invalid("admin_role", "must not be empty"));
+    }
+    let mut algorithms = Vec::new();
+    for name in &c.supported_wallet_algorithms {
+        let alg: Algorithm = name.parse().map_err(|_| {
+            ConfigError::invalid(
+                "supported_wallet_algorithms",
+                format!("unknown algorithm {name:?} (known: ML-DSA-65, Ed25519, secp256k1)"),
+            )
+        })?;
+        if !algorithms.contains(&alg) {
+            algorithms.push(alg);
+        }
+    }
+    if algorithms.is_empty() {
+        return Err(ConfigError::invalid(
+            "supported_wallet_algorithms",
+            "must name at least one algorithm",
+        ));
+    }
+    if c.fleet_allowed_roles.iter().any(|r| r.trim().is_empty()) {
+        return Err(ConfigError::invalid(
+            "fleet_allowed_roles",
+            "roles must not be empty",
+        ));
+    }
+    Ok(algorithms)
+}
+
+impl WalletAuthBuilder {
+    /// Uses `store` for challenges instead of the in-memory default.
+    pub fn with_challenge_store(mut self, store: Arc<dyn ChallengeStore>) -> Self {
+        self.challenge_store = Some(store);
+        self
+    }
+
+    /// Uses `store` for the denylist instead of the one `revocation_store_path` selects.
+    pub fn with_revocation_store(mut self, store: Arc<dyn RevocationStore>) -> Self {
+        self.revocation_store = Some(store);
+        self
+    }
+
+    /// Uses `store` for the mint audit instead of the one `mint_audit_path` selects.
+    pub fn with_mint_audit_store(mut self, store: Arc<dyn MintAuditStore>) -> Self {
+        self.audit_store = Some(store);
+        self
+    }
+
+    /// Signs with `key` instead of loading `signing_key_path`.
+    pub fn with_signing_key(mut self, key: SigningKey) -> Self {
+        self.signing_key = Some(Arc::new(key));
+        self
+    }
+
+    /// Signs with a shared key.
+    pub fn with_shared_signing_key(mut self, key: Arc<SigningKey>) -> Self {
+        self.signing_key = Some(key);
+        self
+    }
+
+    /// Keeps accepting and publishing an older public key (after a rotation)
+    /// until the tokens it signed have expired.
+    pub fn with_retired_key(mut self, jwk: Jwk) -> Self {
+        self.retired_keys.push(jwk);
+        self
+    }
+
+    /// Reads time from `clock` (tests).
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// How often expired challenges are swept (default 5 s).
+    pub fn with_sweep_interval(mut self, every: Duration) -> Self {
+        self.sweep_interval = every;
+        self
+    }
+
+    /// Bounds CPU-heavy work: at most `workers` at once, `queue` waiting.
+    pub fn with_cpu_limits(mut self, workers: usize, queue: usize) -> Self {
+        self.cpu = Some(CpuLimiter::new(workers, queue));
+        self
+    }
+
+    /// Limits of the admin password login (failures per window, concurrent
+    /// argon2 hashes).
+    pub fn with_login_limits(mut self, limits: LoginLimits) -> Self {
+        self.login_limits = limits;
+        self
+    }
+
+    /// Checks the configuration, loads keys and opens stores.
+    ///
+    /// When called inside a tokio runtime, starts the background sweep of
+    /// expired challenges (it stops when the last handle is dropped).
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the field at fault.
+    pub fn build(self) -> Result<WalletAuth, ConfigError> {
+        crate::install_crypto_provider();
+        let config = self.config;
+        let algorithms = validate_config(&config)?;
+        let clock: SharedClock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+
+        let key = match (self.signing_key, &config.signing_key_path) {
+            (Some(k), _) => k,
+            (None, Some(path)) if !path.is_empty() => {
+                let pem = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError::SigningKey(format!("cannot read signing_key_path {path:?}: {e}"))
+                })?;
+                Arc::new(SigningKey::from_pem(&pem)?)
+            }
+            _ => {
+                tracing::warn!(
+                    "no signing key configured: generated an ephemeral RSA key; tokens will not survive a restart \
+                     (set signing_key_path)"
+                );
+                Arc::new(SigningKey::generate(2048)?)
+            }
+        };
+        let refresh_secret = key.derive_secret(b"wallet-auth refresh-token HS256 key v1");
+        let tokens = TokenService::new(
+            Arc::clone(&key),
+            &self.retired_keys,
+            &refresh_secret,
+            config.issuer.clone(),
+            config.audience.clone(),
+            Arc::clone(&clock),
+        );
+
+        if !config.redis_url.is_empty()
+            && (self.challenge_store.is_none()
+                || self.revocation_store.is_none()
+                || self.audit_store.is_none())
+        {
+            // Never fall back to per-instance memory when a shared store was asked for.
+            return Err(ConfigError::invalid(
+                "redis_url",
+                "is set, but the Redis stores were not passed: open them with \
+                 RedisStores::connect (feature `redis`) and pass them with \
+                 with_challenge_store, with_revocation_store and with_mint_audit_store",
+            ));
+        }
+        let challenges: Arc<dyn ChallengeStore> = match self.challenge_store {
+            Some(s) => s,
+            None => Arc::new(MemoryChallengeStore::with_clock(
+                config.challenge_max_outstanding,
+                Arc::clone(&clock),
+            )),
+        };
+        let revocations: Arc<dyn RevocationStore> = match self.revocation_store {
+            Some(s) => s,
+            None => crate::stores::open_revocations(&config)?,
+        };
+        let audit: Arc<dyn MintAuditStore> = match self.audit_store {
+            Some(s) => s,
+            None => crate::stores::open_audit(&config)?,
+        };
+
+        let admin = if config.auto_create_admin {
+            Some(AdminLogin::from_config(&config, self.login_limits)?)
+        } else {
+            None
+        };
+        let mut operator_roles = HashSet::new();
+        operator_roles.insert("operator".to_string());
+        operator_roles.insert(config.admin_role.clone());
+        let fleet_roles = config.fleet_allowed_roles.iter().cloned().collect();
+        let jwks_body = bytes::Bytes::from(
+            serde_json::to_vec(&serde_json::json!({ "keys": tokens.jwks() }))
+                .map_err(|e| ConfigError::SigningKey(e.to_string()))?,
+        );
+
+        let inner = Arc::new(Inner {
+            config,
+            algorithms,
+            challenges,
+            revocations,
+            audit,
+            tokens,
+            clock,
+            cpu: self.cpu.unwrap_or_else(CpuLimiter::for_this_machine),
+            operator_roles,
+            fleet_roles,
+            jwks_body,
+            poll_cache: RwLock::new(None),
+            audit_failures: AtomicU64::new(0),
+            admin,
+        });
+        spawn_sweeper(&inner, self.sweep_interval);
+        Ok(WalletAuth { inner })
+    }
+}
+
+fn spawn_sweeper(inner: &Arc<Inner>, every: Duration) {
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        tracing::debug!(
+            "no tokio runtime at build time: expired challenges are not swept in the background"
+        );
+        return;
+    };
+    let weak = Arc::downgrade(inner);
+    handle.spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(inner) = weak.upgrade() else { break };
+            match inner.challenges.purge_expired().await {
+                Ok(n) if n > 0 => tracing::debug!(purged = n, "swept expired challenges"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "challenge sweep failed"),
+            }
+        }
+    });
+}

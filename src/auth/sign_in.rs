@@ -1,0 +1,191 @@
+//! Challenges, wallet sign-in, and minting + auditing token pairs.
+
+use super::*;
+
+impl WalletAuth {
+    /// Issues a challenge for `address`; returns it and its TTL in seconds.
+    ///
+    /// # Errors
+    /// `AddressRequired`, `FieldTooLong`, `ChallengesFull`, `Unavailable`.
+    pub async fn issue_challenge(&self, address: &str) -> Result<(String, u64), Error> {
+        if address.is_empty() {
+            return Err(Error::AddressRequired);
+        }
+        check_len("address", address, MAX_ADDRESS_LEN)?;
+        let ttl = self.inner.config.challenge_ttl_seconds;
+        let nonce = self
+            .inner
+            .challenges
+            .issue(address, Duration::from_secs(ttl))
+            .await?;
+        Ok((nonce, ttl))
+    }
+
+    /// Verifies a wallet's signature over its challenge and mints tokens.
+    ///
+    /// Malformed requests (fields, hex, algorithm, lengths, an address that
+    /// is not the key's wallet id) are refused before the challenge is
+    /// consumed; after that, every attempt burns it.
+    ///
+    /// # Errors
+    /// See SPEC 1 `POST /sign-in`.
+    pub async fn sign_in(&self, req: SignInRequest) -> Result<SignInResponse, Error> {
+        if req.address.is_empty()
+            || req.public_key.is_empty()
+            || req.signature.is_empty()
+            || req.challenge.is_empty()
+        {
+            return Err(Error::SignInFieldsRequired);
+        }
+        check_len("address", &req.address, MAX_ADDRESS_LEN)?;
+        check_len("public_key", &req.public_key, MAX_HEX_LEN)?;
+        check_len("signature", &req.signature, MAX_HEX_LEN)?;
+        check_len("challenge", &req.challenge, MAX_CHALLENGE_LEN)?;
+        let alg_name = req.algorithm.as_deref().unwrap_or("ML-DSA-65");
+        let algorithm = alg_name
+            .parse::<Algorithm>()
+            .ok()
+            .filter(|a| self.inner.algorithms.contains(a))
+            .ok_or_else(|| Error::UnsupportedAlgorithm(alg_name.chars().take(64).collect()))?;
+        let public_key = decode_hex(&req.public_key)?;
+        let signature = decode_hex(&req.signature)?;
+        wallet::check_encoding(algorithm, &public_key, &signature).map_err(|e| {
+            Error::MalformedWalletInput {
+                what: if e == wallet::VerifyError::MalformedSignature {
+                    "signature"
+                } else {
+                    "public_key"
+                },
+                algorithm: algorithm.as_str(),
+            }
+        })?;
+        let wallet_id = hex::encode(&public_key);
+        if req.address != wallet_id {
+            return Err(Error::AddressMismatch);
+        }
+
+        if !self
+            .inner
+            .challenges
+            .consume(&req.address, &req.challenge)
+            .await?
+        {
+            return Err(Error::InvalidChallenge);
+        }
+
+        let now = self.inner.clock.now_secs();
+        let access = AccessClaims {
+            algorithm: Some(algorithm.as_str().to_string()),
+            wallet_address: Some(wallet_id.clone()),
+            ..self.access_claims(&wallet_id, "wallet", now)
+        };
+        let refresh = self.refresh_claims(&wallet_id, "wallet", None, now);
+        let message = req.challenge.into_bytes();
+        let pair = self
+            .issue_pair(access, refresh, move || {
+                wallet::verify(algorithm, &public_key, &message, &signature)
+                    .map_err(Error::SignatureFailed)
+            })
+            .await?;
+        Ok(SignInResponse {
+            access_token: pair.access_token,
+            refresh_token: pair.refresh_token,
+            address: wallet_id,
+            algorithm: algorithm.as_str(),
+        })
+    }
+
+    pub(super) fn access_claims(&self, sub: &str, role: &str, now: u64) -> AccessClaims {
+        let c = &self.inner.config;
+        AccessClaims::new(
+            &c.issuer,
+            &c.audience,
+            sub,
+            role,
+            now,
+            now + c.access_token_expire_minutes * 60,
+        )
+    }
+
+    pub(super) fn refresh_claims(
+        &self,
+        sub: &str,
+        role: &str,
+        family: Option<String>,
+        now: u64,
+    ) -> RefreshClaims {
+        let c = &self.inner.config;
+        let jti = new_jti();
+        RefreshClaims {
+            iss: c.issuer.clone(),
+            aud: c.audience.clone(),
+            sub: sub.to_string(),
+            iat: now,
+            exp: now + c.refresh_token_expire_days * 86_400,
+            fam: family.unwrap_or_else(|| jti.clone()),
+            jti,
+            role: Some(role.to_string()),
+            token_type: "refresh".into(),
+        }
+    }
+
+    /// Records mints whose lifetime reaches `mint_audit_min_ttl_seconds`.
+    pub(super) async fn audit(&self, mints: &[(&AccessClaims, &str)]) -> Result<(), Error> {
+        let min = self.inner.config.mint_audit_min_ttl_seconds;
+        let records: Vec<MintRecord> = mints
+            .iter()
+            .filter(|(c, _)| c.exp.saturating_sub(c.iat) >= min)
+            .map(|(c, kind)| MintRecord {
+                jti: c.jti.clone(),
+                sub: c.sub.clone(),
+                role: c.role.clone(),
+                iat: c.iat,
+                exp: c.exp,
+                kind: (*kind).to_string(),
+                scope: c.scope.clone().unwrap_or_default(),
+                agent_id: c.agent_id.clone().unwrap_or_default(),
+                session_id: c.session_id.clone().unwrap_or_default(),
+            })
+            .collect();
+        if records.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.inner.audit.append(records).await {
+            self.inner.audit_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, "mint audit write failed");
+            if self.inner.config.mint_audit_fail_closed {
+                return Err(Error::Unavailable(e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `check` (a wallet verification, or nothing) and signs the pair on
+    /// the CPU pool, then audits both mints.
+    pub(super) async fn issue_pair<F>(
+        &self,
+        access: AccessClaims,
+        refresh: RefreshClaims,
+        check: F,
+    ) -> Result<TokenPair, Error>
+    where
+        F: FnOnce() -> Result<(), Error> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        let (a, r) = (access.clone(), refresh.clone());
+        let (access_token, refresh_token) = self
+            .inner
+            .cpu
+            .run(move || {
+                check()?;
+                inner.mint_pair(&a, &r)
+            })
+            .await??;
+        self.audit(&[(&access, "access"), (&refresh.as_audit(), "refresh")])
+            .await?;
+        Ok(TokenPair {
+            access_token,
+            refresh_token,
+        })
+    }
+}
