@@ -170,7 +170,9 @@ impl WalletAuth {
         if let Some(z) = cache.gzip.get() {
             return Ok(z.clone());
         }
-        let z = gzip(&cache.body)?;
+        // Compressing a large denylist takes milliseconds: off the async threads.
+        let body = cache.body.clone();
+        let z = self.inner.cpu.run(move || gzip(&body)).await??;
         Ok(cache.gzip.get_or_init(|| z).clone())
     }
 
