@@ -4,6 +4,8 @@
 //! reproducer added there) stays a regression test on stable Rust.
 
 mod common;
+#[path = "../fuzz/decode.rs"]
+mod decode;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,7 +17,7 @@ use tower::ServiceExt;
 use wallet_auth::clock::ManualClock;
 use wallet_auth::jsonl::{load, load_last};
 use wallet_auth::token::TokenService;
-use wallet_auth::wallet::{check_encoding, verify, Algorithm};
+use wallet_auth::wallet::{check_encoding, verify};
 use wallet_auth::{AuthConfig, MintRecord, RevocationEntry, WalletAuth};
 
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
@@ -68,31 +70,20 @@ async fn router_requests() {
         .unwrap();
     let bearer = format!("Bearer {operator}");
     for (path, data) in corpus("router_requests") {
-        let Some((&sel, body)) = data.split_first() else {
+        let Some(input) = decode::route_input(&data) else {
             continue;
         };
-        let (method, route) = match sel % 10 {
-            0 => ("GET", "/jwks".to_string()),
-            1 => ("POST", "/challenge".to_string()),
-            2 => ("POST", "/sign-in".to_string()),
-            3 => ("POST", "/refresh".to_string()),
-            4 => ("POST", "/login".to_string()),
-            5 => ("POST", "/fleet/sessions".to_string()),
-            6 => ("POST", "/revoke".to_string()),
-            7 => ("GET", "/revoked-jtis".to_string()),
-            8 => ("GET", format!("/mints?{}", String::from_utf8_lossy(body))),
-            _ => ("POST", "/jwks".to_string()),
-        };
+        let (method, route) = (input.method, input.route.clone());
         let mut req = Request::builder()
             .method(method)
             .uri(format!("/api/v1/auth{route}"))
             .header("content-type", "application/json");
-        if sel & 0x80 == 0 {
+        if input.with_credentials {
             req = req
                 .header("authorization", bearer.as_str())
                 .header("x-fleet-secret", SECRET);
         }
-        let Ok(req) = req.body(Body::from(body.to_vec())) else {
+        let Ok(req) = req.body(Body::from(input.body.to_vec())) else {
             continue;
         };
         let resp = router.clone().oneshot(req).await.unwrap();
@@ -114,22 +105,9 @@ async fn router_requests() {
 #[test]
 fn wallet_verify() {
     for (path, data) in corpus("wallet_verify") {
-        let [sel, k_hi, k_lo, s_hi, s_lo, rest @ ..] = data.as_slice() else {
+        let Some((alg, key, sig, msg)) = decode::wallet_input(&data) else {
             continue;
         };
-        let alg = Algorithm::ALL[usize::from(*sel) % Algorithm::ALL.len()];
-        let (key_len, sig_len) = match (alg, sel >> 4) {
-            (Algorithm::MlDsa65, 1) => (1952, 3309),
-            (Algorithm::Ed25519, 1) => (32, 64),
-            (Algorithm::Secp256k1, 1) => (33, usize::from(*s_lo) % 73),
-            (Algorithm::Secp256k1, 2) => (65, usize::from(*s_lo) % 73),
-            _ => (
-                usize::from(u16::from_be_bytes([*k_hi, *k_lo])),
-                usize::from(u16::from_be_bytes([*s_hi, *s_lo])),
-            ),
-        };
-        let (key, rest) = rest.split_at(key_len.min(rest.len()));
-        let (sig, msg) = rest.split_at(sig_len.min(rest.len()));
         if check_encoding(alg, key, sig).is_err() {
             assert!(verify(alg, key, msg, sig).is_err(), "{}", path.display());
         }

@@ -5,6 +5,9 @@
 //! never another 5xx, never a panic.
 #![no_main]
 
+#[path = "../decode.rs"]
+mod decode;
+
 use std::sync::{Arc, OnceLock};
 
 use axum::body::Body;
@@ -64,24 +67,14 @@ fn fixture() -> &'static Fixture {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&sel, body)) = data.split_first() else {
+    let Some(input) = decode::route_input(data) else {
         return;
     };
     let f = fixture();
     let bearer = format!("Bearer {}", f.operator);
-    let (method, path) = match sel % 10 {
-        0 => ("GET", "/jwks".to_string()),
-        1 => ("POST", "/challenge".to_string()),
-        2 => ("POST", "/sign-in".to_string()),
-        3 => ("POST", "/refresh".to_string()),
-        4 => ("POST", "/login".to_string()),
-        5 => ("POST", "/fleet/sessions".to_string()),
-        6 => ("POST", "/revoke".to_string()),
-        7 => ("GET", "/revoked-jtis".to_string()),
-        8 => ("GET", format!("/mints?{}", String::from_utf8_lossy(body))),
-        _ => ("POST", "/jwks".to_string()),
-    };
-    let with_credentials = sel & 0x80 == 0;
+    let (method, path) = (input.method, input.route.as_str());
+    let with_credentials = input.with_credentials;
+    let body = input.body;
     let mut req = Request::builder()
         .method(method)
         .uri(format!("/api/v1/auth{path}"))
