@@ -5,7 +5,7 @@ use std::path::Path;
 
 use async_trait::async_trait;
 
-use super::{MemoryMintAuditStore, MintAuditStore, MintRecord};
+use super::{Announcement, MemoryMintAuditStore, MintAuditStore, MintRecord};
 use crate::jsonl::{self, JsonlWriter};
 use crate::StoreError;
 
@@ -62,10 +62,24 @@ impl JsonlMintAuditStore {
 #[async_trait]
 impl MintAuditStore for JsonlMintAuditStore {
     async fn append(&self, records: Vec<MintRecord>) -> Result<(), StoreError> {
+        self.append_announced(records, Announcement::none()).await
+    }
+
+    fn announce(&self) -> Announcement {
+        self.writer.announce()
+    }
+
+    async fn append_announced(
+        &self,
+        records: Vec<MintRecord>,
+        announcement: Announcement,
+    ) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
         }
-        self.writer.append_records(&records).await?;
+        self.writer
+            .append_records_announced(&records, announcement)
+            .await?;
         self.ring.push(records);
         Ok(())
     }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::jsonl::JsonlMintAuditStore;
 pub use self::memory::MemoryMintAuditStore;
+pub use crate::jsonl::Announcement;
 use crate::StoreError;
 
 /// One audit line, as pico-server-auth writes it:
@@ -60,6 +61,30 @@ pub trait MintAuditStore: Send + Sync + 'static {
     /// When they cannot be made durable.
     async fn append(&self, records: Vec<MintRecord>) -> Result<(), StoreError>;
 
+    /// Announces records that [`append_announced`] will bring shortly (a
+    /// mint whose signature is being computed). A backend with group
+    /// commit may hold its next fsync briefly for announced records, so
+    /// that concurrent mints share one. Default: announces nothing.
+    ///
+    /// [`append_announced`]: MintAuditStore::append_announced
+    fn announce(&self) -> Announcement {
+        Announcement::none()
+    }
+
+    /// [`append`](MintAuditStore::append), ending `announcement` once the
+    /// records are queued. Default: drops the announcement, then appends.
+    ///
+    /// # Errors
+    /// As [`append`](MintAuditStore::append).
+    async fn append_announced(
+        &self,
+        records: Vec<MintRecord>,
+        announcement: Announcement,
+    ) -> Result<(), StoreError> {
+        drop(announcement);
+        self.append(records).await
+    }
+
     /// The newest `limit` records, newest first.
     ///
     /// # Errors
@@ -71,6 +96,16 @@ pub trait MintAuditStore: Send + Sync + 'static {
 impl<T: MintAuditStore + ?Sized> MintAuditStore for Arc<T> {
     async fn append(&self, records: Vec<MintRecord>) -> Result<(), StoreError> {
         (**self).append(records).await
+    }
+    fn announce(&self) -> Announcement {
+        (**self).announce()
+    }
+    async fn append_announced(
+        &self,
+        records: Vec<MintRecord>,
+        announcement: Announcement,
+    ) -> Result<(), StoreError> {
+        (**self).append_announced(records, announcement).await
     }
     async fn recent(&self, limit: usize) -> Result<Vec<MintRecord>, StoreError> {
         (**self).recent(limit).await

@@ -13,7 +13,7 @@ pub struct WalletAuthBuilder {
     retired_keys: Vec<Jwk>,
     clock: Option<SharedClock>,
     sweep_interval: Duration,
-    cpu: Option<CpuLimiter>,
+    cpu_limits: Option<(usize, usize)>,
     login_limits: LoginLimits,
 }
 
@@ -29,7 +29,7 @@ impl WalletAuth {
             retired_keys: Vec::new(),
             clock: None,
             sweep_interval: Duration::from_secs(5),
-            cpu: None,
+            cpu_limits: None,
             login_limits: LoginLimits::default(),
         }
     }
@@ -184,9 +184,9 @@ impl WalletAuthBuilder {
         self
     }
 
-    /// Bounds CPU-heavy work: at most `workers` at once, `queue` waiting.
+    /// Bounds CPU-heavy work: `workers` dedicated threads, at most `queue` jobs waiting (default: one thread per core, 256 waiting per core).
     pub fn with_cpu_limits(mut self, workers: usize, queue: usize) -> Self {
-        self.cpu = Some(CpuLimiter::new(workers, queue));
+        self.cpu_limits = Some((workers, queue));
         self
     }
 
@@ -279,6 +279,13 @@ impl WalletAuthBuilder {
                 .map_err(|e| ConfigError::SigningKey(e.to_string()))?,
         );
 
+        let cpu = match self.cpu_limits {
+            Some((workers, queue)) => CpuLimiter::new(workers, queue),
+            None => CpuLimiter::for_this_machine(),
+        }
+        .map_err(|e| {
+            ConfigError::invalid("cpu_limits", format!("cannot start the CPU pool: {e}"))
+        })?;
         let inner = Arc::new(Inner {
             config,
             algorithms,
@@ -287,7 +294,7 @@ impl WalletAuthBuilder {
             audit,
             tokens,
             clock,
-            cpu: self.cpu.unwrap_or_else(CpuLimiter::for_this_machine),
+            cpu,
             operator_roles,
             fleet_roles,
             jwks_body,

@@ -64,6 +64,7 @@ impl WalletAuth {
             scope: req.scope.filter(|s| !s.is_empty()),
             ..self.access_claims(&req.session_id, &role, now)
         };
+        let announcement = self.announce(&[&claims]);
         let inner = Arc::clone(&self.inner);
         let c2 = claims.clone();
         let token = self
@@ -72,7 +73,7 @@ impl WalletAuth {
             .run(move || inner.tokens.sign_access(&c2))
             .await?
             .map_err(token_internal)?;
-        self.audit(&[(&claims, "sign")]).await?;
+        self.audit(&[(&claims, "sign")], announcement).await?;
         Ok(FleetSession {
             session_token: token,
             exp: claims.exp,

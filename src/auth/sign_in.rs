@@ -129,12 +129,31 @@ impl WalletAuth {
         }
     }
 
-    /// Records mints whose lifetime reaches `mint_audit_min_ttl_seconds`.
-    pub(super) async fn audit(&self, mints: &[(&AccessClaims, &str)]) -> Result<(), Error> {
-        let min = self.inner.config.mint_audit_min_ttl_seconds;
+    /// Whether a mint of these claims is audited (its lifetime reaches
+    /// `mint_audit_min_ttl_seconds`).
+    fn audited(&self, claims: &AccessClaims) -> bool {
+        claims.exp.saturating_sub(claims.iat) >= self.inner.config.mint_audit_min_ttl_seconds
+    }
+
+    /// Announces to the audit store the records of mints about to be
+    /// signed (see [`MintAuditStore::announce`]), when any is audited.
+    pub(super) fn announce(&self, mints: &[&AccessClaims]) -> Announcement {
+        if mints.iter().any(|c| self.audited(c)) {
+            self.inner.audit.announce()
+        } else {
+            Announcement::none()
+        }
+    }
+
+    /// Records the mints that are audited, fulfilling `announcement`.
+    pub(super) async fn audit(
+        &self,
+        mints: &[(&AccessClaims, &str)],
+        announcement: Announcement,
+    ) -> Result<(), Error> {
         let records: Vec<MintRecord> = mints
             .iter()
-            .filter(|(c, _)| c.exp.saturating_sub(c.iat) >= min)
+            .filter(|(c, _)| self.audited(c))
             .map(|(c, kind)| MintRecord {
                 jti: c.jti.clone(),
                 sub: c.sub.clone(),
@@ -150,7 +169,12 @@ impl WalletAuth {
         if records.is_empty() {
             return Ok(());
         }
-        if let Err(e) = self.inner.audit.append(records).await {
+        if let Err(e) = self
+            .inner
+            .audit
+            .append_announced(records, announcement)
+            .await
+        {
             self.inner.audit_failures.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %e, "mint audit write failed");
             if self.inner.config.mint_audit_fail_closed {
@@ -171,6 +195,8 @@ impl WalletAuth {
     where
         F: FnOnce() -> Result<(), Error> + Send + 'static,
     {
+        let refresh_audit = refresh.as_audit();
+        let announcement = self.announce(&[&access, &refresh_audit]);
         let inner = Arc::clone(&self.inner);
         let (a, r) = (access.clone(), refresh.clone());
         let (access_token, refresh_token) = self
@@ -181,8 +207,11 @@ impl WalletAuth {
                 inner.mint_pair(&a, &r)
             })
             .await??;
-        self.audit(&[(&access, "access"), (&refresh.as_audit(), "refresh")])
-            .await?;
+        self.audit(
+            &[(&access, "access"), (&refresh_audit, "refresh")],
+            announcement,
+        )
+        .await?;
         Ok(TokenPair {
             access_token,
             refresh_token,
