@@ -46,31 +46,22 @@ struct Request {
     bytes: Vec<u8>,
     lines: u64,
     reply: oneshot::Sender<Result<(), io::Error>>,
-    /// The announcement this request fulfils, ended when the writer
-    /// thread receives it.
-    announcement: Announcement,
 }
 
-/// What the writer thread receives.
-enum Msg {
-    Append(Request),
-    /// The last outstanding announcement was withdrawn: stop waiting.
-    Withdrawn,
-}
-
-/// Appends announced to a writer and not yet received by its thread.
+/// Appends announced to a writer and not yet queued.
 #[derive(Debug)]
 struct Announced {
-    /// Shared with the writer thread (which must not hold a sender, or its
-    /// queue would never close).
+    /// Shared with the writer thread.
     count: Arc<AtomicUsize>,
-    tx: mpsc::Sender<Msg>,
+    /// Unparked when the count drops to zero, ending a batch's wait.
+    writer: std::thread::Thread,
 }
 
 /// An append announced ahead of time (see [`JsonlWriter::announce`]).
 ///
-/// Pass it to [`JsonlWriter::append_announced`]; dropping it instead
-/// withdraws the announcement. Either way a batch stops waiting for it.
+/// Pass it to [`JsonlWriter::append_announced`], which ends it once the
+/// lines are queued; dropping it instead withdraws the announcement. Either
+/// way a batch stops waiting for it.
 #[derive(Debug, Default)]
 #[must_use = "an announcement ends when dropped"]
 pub struct Announcement {
@@ -83,21 +74,14 @@ impl Announcement {
     pub fn none() -> Self {
         Self::default()
     }
-
-    /// Ends the announcement on the writer thread, which needs no wake-up.
-    fn fulfil(&mut self) {
-        if let Some(shared) = self.shared.take() {
-            shared.count.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
 }
 
 impl Drop for Announcement {
     fn drop(&mut self) {
         if let Some(shared) = self.shared.take() {
             if shared.count.fetch_sub(1, Ordering::AcqRel) == 1 {
-                // A batch may be waiting for this one: let it go on now.
-                let _ = shared.tx.send(Msg::Withdrawn);
+                // A batch may be waiting for the last announced append.
+                shared.writer.unpark();
             }
         }
     }
@@ -159,7 +143,7 @@ impl Journal for File {
 /// Once `append` has queued its lines, dropping its future does not
 /// withdraw them: they are written with their batch.
 pub struct JsonlWriter {
-    tx: mpsc::Sender<Msg>,
+    tx: mpsc::Sender<Request>,
     announced: Arc<Announced>,
     counters: Arc<Counters>,
     path: PathBuf,
@@ -226,13 +210,9 @@ impl JsonlWriter {
         let thread_path = path.clone();
         let count = Arc::new(AtomicUsize::new(0));
         let thread_count = Arc::clone(&count);
-        let announced = Arc::new(Announced {
-            count,
-            tx: tx.clone(),
-        });
         // The thread is detached: it ends on its own once every sender is
         // gone and the queue is drained, so dropping a writer never blocks.
-        std::thread::Builder::new().name(name).spawn(move || {
+        let thread = std::thread::Builder::new().name(name).spawn(move || {
             writer_loop(
                 journal,
                 torn_tail,
@@ -243,6 +223,10 @@ impl JsonlWriter {
                 &thread_path,
             );
         })?;
+        let announced = Arc::new(Announced {
+            count,
+            writer: thread.thread().clone(),
+        });
         Ok(Self {
             tx,
             announced,
@@ -298,14 +282,14 @@ impl JsonlWriter {
             bytes.push(b'\n');
         }
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Msg::Append(Request {
-                bytes,
-                lines: lines.len() as u64,
-                reply,
-                announcement,
-            }))
-            .map_err(|_| StoreError::Unavailable("JSONL writer thread is gone".into()))?;
+        let sent = self.tx.send(Request {
+            bytes,
+            lines: lines.len() as u64,
+            reply,
+        });
+        // Queued (or refused): a waiting batch need not wait for it any more.
+        drop(announcement);
+        sent.map_err(|_| StoreError::Unavailable("JSONL writer thread is gone".into()))?;
         match answer.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) if e.get_ref().is_some_and(|inner| inner.is::<FailedEarlier>()) => {
@@ -402,39 +386,27 @@ fn ends_without_newline(file: &mut File) -> io::Result<bool> {
     Ok(last[0] != b'\n')
 }
 
-/// Takes a request into the batch, ending its announcement.
-fn take(batch: &mut Vec<Request>, msg: Msg) {
-    if let Msg::Append(mut r) = msg {
-        r.announcement.fulfil();
-        batch.push(r);
-    }
-}
-
-/// Gathers one batch: waits for a first request, takes every one already
-/// queued, then waits for announced ones (at most `linger`, [`MAX_LINGER`]
-/// outside tests). Empty once every sender is gone.
-fn gather(rx: &mpsc::Receiver<Msg>, announced: &AtomicUsize, linger: Duration) -> Vec<Request> {
-    let mut batch = Vec::new();
-    while batch.is_empty() {
-        match rx.recv() {
-            Ok(msg) => take(&mut batch, msg),
-            Err(_) => return batch,
-        }
-    }
-    while batch.len() < MAX_BATCH_REQUESTS {
-        match rx.try_recv() {
-            Ok(msg) => take(&mut batch, msg),
-            Err(_) => break,
-        }
-    }
+/// Gathers one batch: waits for a first request, then, while appends are
+/// announced, waits for them (at most `linger`, [`MAX_LINGER`] outside
+/// tests), parked: queued requests do not wake the thread, the last
+/// announced one does. Then takes every request queued. Empty once every
+/// sender is gone.
+fn gather(rx: &mpsc::Receiver<Request>, announced: &AtomicUsize, linger: Duration) -> Vec<Request> {
+    let Ok(first) = rx.recv() else {
+        return Vec::new();
+    };
     let deadline = Instant::now() + linger;
-    while batch.len() < MAX_BATCH_REQUESTS && announced.load(Ordering::Acquire) > 0 {
+    while announced.load(Ordering::Acquire) > 0 {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;
         }
-        match rx.recv_timeout(left) {
-            Ok(msg) => take(&mut batch, msg),
+        std::thread::park_timeout(left);
+    }
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH_REQUESTS {
+        match rx.try_recv() {
+            Ok(r) => batch.push(r),
             Err(_) => break,
         }
     }
@@ -444,7 +416,7 @@ fn gather(rx: &mpsc::Receiver<Msg>, announced: &AtomicUsize, linger: Duration) -
 fn writer_loop<J: Journal>(
     mut journal: J,
     mut torn_tail: bool,
-    rx: &mpsc::Receiver<Msg>,
+    rx: &mpsc::Receiver<Request>,
     announced: &AtomicUsize,
     linger: Duration,
     counters: &Counters,
