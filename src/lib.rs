@@ -41,6 +41,7 @@ pub mod challenge;
 pub mod clock;
 pub mod config;
 mod error;
+mod hexcodec;
 pub mod http;
 pub mod jsonl;
 pub mod password;

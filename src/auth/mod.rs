@@ -182,7 +182,7 @@ fn check_len(field: &'static str, value: &str, max: usize) -> Result<(), Error> 
 }
 
 fn decode_hex(s: &str) -> Result<Vec<u8>, Error> {
-    hex::decode(s).map_err(|_| Error::InvalidHex)
+    crate::hexcodec::decode(s).ok_or(Error::InvalidHex)
 }
 
 impl WalletAuth {

@@ -59,15 +59,17 @@ impl WalletAuth {
                 algorithm: algorithm.as_str(),
             }
         })?;
-        let wallet_id = hex::encode(&public_key);
-        if req.address != wallet_id {
+        // The wallet id is the lower-case hex of the key: the address must
+        // be exactly that (checked without encoding the key again).
+        if !crate::hexcodec::is_lower_hex_of(&req.address, &public_key) {
             return Err(Error::AddressMismatch);
         }
+        let wallet_id = req.address;
 
         if !self
             .inner
             .challenges
-            .consume(&req.address, &req.challenge)
+            .consume(&wallet_id, &req.challenge)
             .await?
         {
             return Err(Error::InvalidChallenge);

@@ -88,7 +88,7 @@ impl ChallengeStore for MemoryChallengeStore {
                 expires_at_ms,
             },
         );
-        Ok(hex::encode(nonce))
+        Ok(crate::hexcodec::encode(&nonce))
     }
 
     async fn consume(&self, address: &str, nonce: &str) -> Result<bool, StoreError> {
@@ -100,7 +100,7 @@ impl ChallengeStore for MemoryChallengeStore {
             return Ok(false);
         }
         let mut given = [0u8; 32];
-        if nonce.len() != 64 || hex::decode_to_slice(nonce, &mut given).is_err() {
+        if nonce.len() != 64 || !crate::hexcodec::decode_to_slice(nonce, &mut given) {
             return Ok(false);
         }
         // Only lowercase hex was issued; refuse other spellings of the bytes.

@@ -108,7 +108,7 @@ impl<T: ChallengeStore + ?Sized> ChallengeStore for Arc<T> {
 pub fn new_nonce() -> String {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).expect("OS random source failed");
-    hex::encode(bytes)
+    crate::hexcodec::encode(&bytes)
 }
 
 /// The fixed-size key a store should index an address by (SHA-256 of it), so

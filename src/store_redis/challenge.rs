@@ -48,7 +48,11 @@ impl RedisChallengeStore {
 
     /// The Redis key of `address`'s challenge.
     pub fn key(&self, address: &str) -> String {
-        format!("{}ch:{}", self.prefix, hex::encode(address_key(address)))
+        format!(
+            "{}ch:{}",
+            self.prefix,
+            crate::hexcodec::encode(&address_key(address))
+        )
     }
 }
 

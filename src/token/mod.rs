@@ -114,7 +114,7 @@ impl std::fmt::Debug for TokenService {
 pub fn new_jti() -> String {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b).expect("OS random source failed");
-    hex::encode(b)
+    crate::hexcodec::encode(&b)
 }
 
 impl TokenService {
