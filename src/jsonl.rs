@@ -49,7 +49,16 @@ const TAIL_BLOCK: u64 = 64 * 1024;
 struct Request {
     bytes: Vec<u8>,
     lines: u64,
-    reply: oneshot::Sender<Result<(), io::Error>>,
+    reply: Reply,
+}
+
+/// Where a request's outcome goes.
+enum Reply {
+    /// To an awaiting `append`.
+    Channel(oneshot::Sender<Result<(), io::Error>>),
+    /// To a callback, run on the writer thread (see
+    /// [`JsonlWriter::append_then`]).
+    Callback(Box<dyn FnOnce(Result<(), StoreError>) + Send>),
 }
 
 /// Appends announced and not yet queued, and appends queued and not yet
@@ -297,40 +306,87 @@ impl JsonlWriter {
         if lines.is_empty() {
             return Ok(());
         }
+        let (reply, answer) = oneshot::channel();
+        self.queue(&lines, announcement, Reply::Channel(reply))?;
+        match answer.await {
+            Ok(outcome) => outcome.map_err(store_error),
+            Err(_) => Err(StoreError::Unavailable(
+                "JSONL writer thread ended before answering".into(),
+            )),
+        }
+    }
+
+    /// Queues `lines` without waiting (callable from any thread, async
+    /// runtime or not) and calls `done` with the outcome once they are
+    /// fsync'd or have failed. `done` runs on the writer thread, or on this
+    /// one when the lines are refused at once: keep it short, and never
+    /// block in it.
+    pub fn append_then(
+        &self,
+        lines: Vec<Vec<u8>>,
+        announcement: Announcement,
+        done: Box<dyn FnOnce(Result<(), StoreError>) + Send>,
+    ) {
+        if lines.is_empty() {
+            done(Ok(()));
+            return;
+        }
+        // On refusal `queue` hands the callback back (inside the request it
+        // could not send), so it is called exactly once either way.
+        if let Err((e, Some(Reply::Callback(done)))) =
+            self.queue_or_return(&lines, announcement, Reply::Callback(done))
+        {
+            done(Err(e));
+        }
+    }
+
+    /// Frames `lines` and sends them to the writer thread.
+    fn queue(
+        &self,
+        lines: &[Vec<u8>],
+        announcement: Announcement,
+        reply: Reply,
+    ) -> Result<(), StoreError> {
+        self.queue_or_return(lines, announcement, reply)
+            .map_err(|(e, _)| e)
+    }
+
+    /// As [`queue`](Self::queue), handing the reply back when refused.
+    fn queue_or_return(
+        &self,
+        lines: &[Vec<u8>],
+        announcement: Announcement,
+        reply: Reply,
+    ) -> Result<(), (StoreError, Option<Reply>)> {
         let mut bytes = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
-        for line in &lines {
+        for line in lines {
             if line.contains(&b'\n') {
-                return Err(StoreError::Io(io::Error::new(
+                let e = StoreError::Io(io::Error::new(
                     io::ErrorKind::InvalidInput,
                     "a JSON Lines record contains a newline",
-                )));
+                ));
+                return Err((e, Some(reply)));
             }
             bytes.extend_from_slice(line);
             bytes.push(b'\n');
         }
-        let (reply, answer) = oneshot::channel();
         self.announced.count.queued.fetch_add(1, Ordering::AcqRel);
         let sent = self.tx.send(Request {
             bytes,
             lines: lines.len() as u64,
             reply,
         });
-        // Queued (or refused): a waiting batch need not wait for it any more.
         if sent.is_err() {
             self.announced.count.queued.fetch_sub(1, Ordering::AcqRel);
         }
+        // Queued (or refused): a waiting batch need not wait for it any more.
         drop(announcement);
-        sent.map_err(|_| StoreError::Unavailable("JSONL writer thread is gone".into()))?;
-        match answer.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) if e.get_ref().is_some_and(|inner| inner.is::<FailedEarlier>()) => {
-                Err(StoreError::Unavailable(e.to_string()))
-            }
-            Ok(Err(e)) => Err(StoreError::Io(e)),
-            Err(_) => Err(StoreError::Unavailable(
-                "JSONL writer thread ended before answering".into(),
-            )),
-        }
+        sent.map_err(|refused| {
+            (
+                StoreError::Unavailable("JSONL writer thread is gone".into()),
+                Some(refused.0.reply),
+            )
+        })
     }
 
     /// Serializes each record as one compact JSON line and [`append`]s them.
@@ -355,11 +411,7 @@ impl JsonlWriter {
         records: &[T],
         announcement: Announcement,
     ) -> Result<(), StoreError> {
-        let lines = records
-            .iter()
-            .map(serde_json::to_vec)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let lines = serialize_lines(records)?;
         self.append_announced(lines, announcement).await
     }
 
@@ -376,6 +428,24 @@ impl JsonlWriter {
     /// The file this writer appends to.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Each record as one compact JSON line (without its newline).
+pub(crate) fn serialize_lines<T: Serialize>(records: &[T]) -> Result<Vec<Vec<u8>>, StoreError> {
+    records
+        .iter()
+        .map(serde_json::to_vec)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StoreError::Backend(Box::new(e)))
+}
+
+/// The error an append reports for the writer thread's outcome.
+fn store_error(e: io::Error) -> StoreError {
+    if e.get_ref().is_some_and(|inner| inner.is::<FailedEarlier>()) {
+        StoreError::Unavailable(e.to_string())
+    } else {
+        StoreError::Io(e)
     }
 }
 
@@ -503,8 +573,21 @@ fn writer_loop<J: Journal>(
                 Err((_, why, true)) => Err(io::Error::other(FailedEarlier(why.clone()))),
                 Err((kind, msg, false)) => Err(io::Error::new(*kind, msg.clone())),
             };
-            // The caller may have stopped waiting; nothing to do then.
-            let _ = r.reply.send(answer);
+            match r.reply {
+                // The caller may have stopped waiting; nothing to do then.
+                Reply::Channel(tx) => {
+                    let _ = tx.send(answer);
+                }
+                Reply::Callback(done) => {
+                    // A panicking callback must not take the writer down.
+                    let outcome = answer.map_err(store_error);
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| done(outcome)))
+                        .is_err()
+                    {
+                        tracing::error!(path = %path.display(), "a JSONL append callback panicked");
+                    }
+                }
+            }
         }
         if buf.capacity() > 1 << 20 {
             buf = Vec::new();
@@ -936,6 +1019,69 @@ mod tests {
                 .expect("the linger must end")
                 .unwrap();
         });
+    }
+
+    #[test]
+    fn append_then_calls_back_once_durable_without_a_runtime() {
+        let (w, written) = fake_writer(MAX_LINGER);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let done_tx = tx.clone();
+        w.append_then(
+            vec![b"1".to_vec()],
+            w.announce(),
+            Box::new(move |outcome| done_tx.send(outcome.is_ok()).unwrap()),
+        );
+        assert!(rx.recv_timeout(Duration::from_secs(30)).unwrap());
+        assert_eq!(w.batches(), 1);
+        assert_eq!(&*written.lock().unwrap(), b"1\n");
+        // A refused line is answered at once, on the calling thread.
+        w.append_then(
+            vec![b"a\nb".to_vec()],
+            Announcement::none(),
+            Box::new(move |outcome| tx.send(outcome.is_ok()).unwrap()),
+        );
+        assert!(!rx.try_recv().unwrap());
+        assert_eq!(w.batches(), 1);
+    }
+
+    #[test]
+    fn append_then_reports_a_failed_fsync_and_the_writer_survives_its_callbacks() {
+        let journal = FlakyJournal {
+            fail_sync_at: 2,
+            syncs: 0,
+            written: Arc::new(std::sync::Mutex::new(Vec::new())),
+        };
+        let w =
+            JsonlWriter::spawn(journal, false, PathBuf::from("fake.jsonl"), MAX_LINGER).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        // A callback that panics is contained.
+        let first_tx = tx.clone();
+        w.append_then(
+            vec![b"1".to_vec()],
+            Announcement::none(),
+            Box::new(move |outcome| {
+                first_tx.send(outcome).unwrap();
+                panic!("callback bug");
+            }),
+        );
+        assert!(rx.recv_timeout(Duration::from_secs(30)).unwrap().is_ok());
+        // One append at a time, so that each gets a batch of its own.
+        let append = |line: &[u8]| {
+            let tx = tx.clone();
+            w.append_then(
+                vec![line.to_vec()],
+                Announcement::none(),
+                Box::new(move |outcome| tx.send(outcome).unwrap()),
+            );
+            rx.recv_timeout(Duration::from_secs(30)).unwrap()
+        };
+        let second = append(b"2");
+        assert!(matches!(second, Err(StoreError::Io(_))), "{second:?}");
+        let third = append(b"3");
+        assert!(
+            matches!(third, Err(StoreError::Unavailable(_))),
+            "{third:?}"
+        );
     }
 
     #[test]

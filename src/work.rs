@@ -68,22 +68,36 @@ impl CpuLimiter {
         F: FnOnce() -> T + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job: Job = Box::new(move || {
-            let outcome = panic::catch_unwind(AssertUnwindSafe(f));
+        self.submit(move || {
             // The caller may have gone (its request was dropped): fine.
-            let _ = reply.send(outcome);
+            let _ = reply.send(f());
+        })?;
+        // A panic drops `reply` unsent.
+        answer
+            .await
+            .map_err(|_| Error::Internal("CPU-bound task panicked".into()))
+    }
+
+    /// Queues `job` on the pool without waiting for it: the job delivers
+    /// its own result (a panic in it is caught and logged, dropping
+    /// whatever it would have sent).
+    ///
+    /// # Errors
+    /// [`Error::Overloaded`] when the queue is full; [`Error::Internal`]
+    /// when the pool is gone.
+    pub(crate) fn submit<F>(&self, job: F) -> Result<(), Error>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        let job: Job = Box::new(move || {
+            if panic::catch_unwind(AssertUnwindSafe(job)).is_err() {
+                tracing::error!("a CPU-bound task panicked");
+            }
         });
         match self.tx.try_send(job) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(Error::Overloaded),
-            Err(TrySendError::Disconnected(_)) => {
-                return Err(Error::Internal("CPU pool is gone".into()))
-            }
-        }
-        match answer.await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(_)) => Err(Error::Internal("CPU-bound task panicked".into())),
-            Err(_) => Err(Error::Internal("CPU pool dropped a task".into())),
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(Error::Overloaded),
+            Err(TrySendError::Disconnected(_)) => Err(Error::Internal("CPU pool is gone".into())),
         }
     }
 }
@@ -126,6 +140,23 @@ mod tests {
         let cpu = CpuLimiter::new(1, 8).unwrap();
         let err = cpu.run(|| panic!("boom")).await.unwrap_err();
         assert!(matches!(err, Error::Internal(_)), "{err:?}");
+        assert_eq!(cpu.run(|| 1).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn submitted_jobs_deliver_their_own_results() {
+        let cpu = CpuLimiter::new(1, 8).unwrap();
+        let (tx, rx) = oneshot::channel();
+        cpu.submit(move || tx.send(7).unwrap()).unwrap();
+        assert_eq!(rx.await.unwrap(), 7);
+        // A panicking job drops what it would have sent; the pool goes on.
+        let (tx, rx) = oneshot::channel::<u8>();
+        cpu.submit(move || {
+            let _keep = tx;
+            panic!("boom");
+        })
+        .unwrap();
+        assert!(rx.await.is_err());
         assert_eq!(cpu.run(|| 1).await.unwrap(), 1);
     }
 

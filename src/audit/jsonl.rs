@@ -5,7 +5,9 @@ use std::path::Path;
 
 use async_trait::async_trait;
 
-use super::{Announcement, MemoryMintAuditStore, MintAuditStore, MintRecord};
+use std::sync::Arc;
+
+use super::{Announcement, AppendDone, MemoryMintAuditStore, MintAuditStore, MintRecord};
 use crate::jsonl::{self, JsonlWriter};
 use crate::StoreError;
 
@@ -16,7 +18,7 @@ use crate::StoreError;
 /// concurrently may enter memory in a slightly different order than the
 /// file's.
 pub struct JsonlMintAuditStore {
-    ring: MemoryMintAuditStore,
+    ring: Arc<MemoryMintAuditStore>,
     writer: JsonlWriter,
 }
 
@@ -48,7 +50,7 @@ impl JsonlMintAuditStore {
             cap = max_in_memory,
             "mint audit loaded"
         );
-        let ring = MemoryMintAuditStore::new(max_in_memory);
+        let ring = Arc::new(MemoryMintAuditStore::new(max_in_memory));
         ring.push(records);
         Ok(Self { ring, writer })
     }
@@ -82,6 +84,33 @@ impl MintAuditStore for JsonlMintAuditStore {
             .await?;
         self.ring.push(records);
         Ok(())
+    }
+
+    fn append_then(
+        &self,
+        records: Vec<MintRecord>,
+        announcement: Announcement,
+        done: AppendDone,
+    ) -> Option<(Vec<MintRecord>, Announcement, AppendDone)> {
+        let lines = match jsonl::serialize_lines(&records) {
+            Ok(lines) => lines,
+            Err(e) => {
+                done(Err(e));
+                return None;
+            }
+        };
+        let ring = Arc::clone(&self.ring);
+        self.writer.append_then(
+            lines,
+            announcement,
+            Box::new(move |outcome| {
+                if outcome.is_ok() {
+                    ring.push(records);
+                }
+                done(outcome);
+            }),
+        );
+        None
     }
 
     async fn recent(&self, limit: usize) -> Result<Vec<MintRecord>, StoreError> {
@@ -124,5 +153,29 @@ mod tests {
             .collect();
         assert_eq!(jtis, ["m4", "m3", "m2"]);
         assert_eq!(jsonl::load::<MintRecord>(&path).unwrap().len(), 5);
+    }
+
+    #[test]
+    fn append_then_writes_then_remembers_then_calls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.jsonl");
+        let store = Arc::new(JsonlMintAuditStore::open(&path, 10).unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let seen = Arc::clone(&store);
+        let back = store.append_then(
+            vec![rec(1), rec(2)],
+            store.announce(),
+            Box::new(move |outcome| {
+                // By the callback, the records are on disk and in memory.
+                let on_disk = jsonl::load::<MintRecord>(seen.writer().path())
+                    .unwrap()
+                    .len();
+                tx.send((outcome.is_ok(), on_disk, seen.ring.newest(10).len()))
+                    .unwrap();
+            }),
+        );
+        assert!(back.is_none(), "the JSONL store appends from any thread");
+        let got = rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap();
+        assert_eq!(got, (true, 2, 2));
     }
 }

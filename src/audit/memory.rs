@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{MintAuditStore, MintRecord};
+use super::{Announcement, AppendDone, MintAuditStore, MintRecord};
 use crate::StoreError;
 
 /// The newest `cap` mint records in memory; also the window the JSON Lines
@@ -48,6 +48,18 @@ impl MintAuditStore for MemoryMintAuditStore {
     async fn append(&self, records: Vec<MintRecord>) -> Result<(), StoreError> {
         self.push(records);
         Ok(())
+    }
+
+    fn append_then(
+        &self,
+        records: Vec<MintRecord>,
+        announcement: Announcement,
+        done: AppendDone,
+    ) -> Option<(Vec<MintRecord>, Announcement, AppendDone)> {
+        self.push(records);
+        drop(announcement);
+        done(Ok(()));
+        None
     }
 
     async fn recent(&self, limit: usize) -> Result<Vec<MintRecord>, StoreError> {

@@ -46,6 +46,10 @@ pub struct MintRecord {
     pub session_id: String,
 }
 
+/// Called once with the outcome of an append started by
+/// [`MintAuditStore::append_then`].
+pub type AppendDone = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
 /// Where mint records go.
 ///
 /// # Contract
@@ -85,6 +89,26 @@ pub trait MintAuditStore: Send + Sync + 'static {
         self.append(records).await
     }
 
+    /// Starts appending `records` from a thread that may have no async
+    /// runtime (WalletAuth calls it on its CPU pool, right after signing)
+    /// and calls `done` once they are durable or have failed, ending
+    /// `announcement` once they are queued. Must not block.
+    ///
+    /// Returns everything back (`Some`) when the store cannot do that; the
+    /// caller then uses [`append_announced`] on its runtime. The default
+    /// returns them back. Implementing it saves a sign-in one wake-up of
+    /// its async task: the task is woken once, when the audit is durable.
+    ///
+    /// [`append_announced`]: MintAuditStore::append_announced
+    fn append_then(
+        &self,
+        records: Vec<MintRecord>,
+        announcement: Announcement,
+        done: AppendDone,
+    ) -> Option<(Vec<MintRecord>, Announcement, AppendDone)> {
+        Some((records, announcement, done))
+    }
+
     /// The newest `limit` records, newest first.
     ///
     /// # Errors
@@ -106,6 +130,14 @@ impl<T: MintAuditStore + ?Sized> MintAuditStore for Arc<T> {
         announcement: Announcement,
     ) -> Result<(), StoreError> {
         (**self).append_announced(records, announcement).await
+    }
+    fn append_then(
+        &self,
+        records: Vec<MintRecord>,
+        announcement: Announcement,
+        done: AppendDone,
+    ) -> Option<(Vec<MintRecord>, Announcement, AppendDone)> {
+        (**self).append_then(records, announcement, done)
     }
     async fn recent(&self, limit: usize) -> Result<Vec<MintRecord>, StoreError> {
         (**self).recent(limit).await

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::audit::{Announcement, MintAuditStore, MintRecord};
+use crate::audit::{MintAuditStore, MintRecord};
 use crate::challenge::{ChallengeStore, MemoryChallengeStore};
 use crate::clock::{SharedClock, SystemClock};
 use crate::password::{AdminLogin, LoginLimits};

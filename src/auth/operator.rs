@@ -64,19 +64,17 @@ impl WalletAuth {
             scope: req.scope.filter(|s| !s.is_empty()),
             ..self.access_claims(&req.session_id, &role, now)
         };
-        let announcement = self.announce(&[&claims]);
+        let records = self.audit_records(&[(&claims, "sign")]);
+        let exp = claims.exp;
         let inner = Arc::clone(&self.inner);
-        let c2 = claims.clone();
         let token = self
-            .inner
-            .cpu
-            .run(move || inner.tokens.sign_access(&c2))
-            .await?
-            .map_err(token_internal)?;
-        self.audit(&[(&claims, "sign")], announcement).await?;
+            .mint_audited(records, move || {
+                inner.tokens.sign_access(&claims).map_err(token_internal)
+            })
+            .await?;
         Ok(FleetSession {
             session_token: token,
-            exp: claims.exp,
+            exp,
         })
     }
 

@@ -1,6 +1,10 @@
 //! Challenges, wallet sign-in, and minting + auditing token pairs.
 
+use tokio::sync::oneshot;
+
 use super::*;
+use crate::audit::AppendDone;
+use crate::StoreError;
 
 impl WalletAuth {
     /// Issues a challenge for `address`; returns it and its TTL in seconds.
@@ -137,23 +141,9 @@ impl WalletAuth {
         claims.exp.saturating_sub(claims.iat) >= self.inner.config.mint_audit_min_ttl_seconds
     }
 
-    /// Announces to the audit store the records of mints about to be
-    /// signed (see [`MintAuditStore::announce`]), when any is audited.
-    pub(super) fn announce(&self, mints: &[&AccessClaims]) -> Announcement {
-        if mints.iter().any(|c| self.audited(c)) {
-            self.inner.audit.announce()
-        } else {
-            Announcement::none()
-        }
-    }
-
-    /// Records the mints that are audited, fulfilling `announcement`.
-    pub(super) async fn audit(
-        &self,
-        mints: &[(&AccessClaims, &str)],
-        announcement: Announcement,
-    ) -> Result<(), Error> {
-        let records: Vec<MintRecord> = mints
+    /// The audit records of those of `mints` that are audited.
+    pub(super) fn audit_records(&self, mints: &[(&AccessClaims, &str)]) -> Vec<MintRecord> {
+        mints
             .iter()
             .filter(|(c, _)| self.audited(c))
             .map(|(c, kind)| MintRecord {
@@ -167,27 +157,69 @@ impl WalletAuth {
                 agent_id: c.agent_id.clone().unwrap_or_default(),
                 session_id: c.session_id.clone().unwrap_or_default(),
             })
-            .collect();
+            .collect()
+    }
+
+    /// Runs `mint` on the CPU pool and records `records` in the mint audit;
+    /// returns what `mint` made once the records are durable (or, failing
+    /// open, once their write failed).
+    ///
+    /// The records are announced before the mint starts, so that a group
+    /// commit can wait for them, and queued by the CPU thread as soon as
+    /// the mint is done ([`MintAuditStore::append_then`]); the request's
+    /// task is woken once, when the audit is durable. A store that cannot
+    /// append from the CPU thread gets an `append_announced` task instead.
+    pub(super) async fn mint_audited<T, F>(
+        &self,
+        records: Vec<MintRecord>,
+        mint: F,
+    ) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Result<T, Error> + Send + 'static,
+    {
         if records.is_empty() {
-            return Ok(());
+            return self.inner.cpu.run(mint).await?;
         }
-        if let Err(e) = self
-            .inner
-            .audit
-            .append_announced(records, announcement)
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| Error::Internal(format!("no tokio runtime: {e}")))?;
+        let announcement = self.inner.audit.announce();
+        let audit = Arc::clone(&self.inner.audit);
+        let (reply, answer) = oneshot::channel::<Result<(T, Result<(), StoreError>), Error>>();
+        self.inner.cpu.submit(move || {
+            let value = match mint() {
+                Ok(value) => value,
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    return; // `announcement` ends here
+                }
+            };
+            let done: AppendDone = Box::new(move |outcome| {
+                let _ = reply.send(Ok((value, outcome)));
+            });
+            if let Some((records, announcement, done)) =
+                audit.append_then(records, announcement, done)
+            {
+                runtime.spawn(async move {
+                    done(audit.append_announced(records, announcement).await);
+                });
+            }
+        })?;
+        let (value, audited) = answer
             .await
-        {
+            .map_err(|_| Error::Internal("CPU-bound task failed".into()))??;
+        if let Err(e) = audited {
             self.inner.audit_failures.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %e, "mint audit write failed");
             if self.inner.config.mint_audit_fail_closed {
                 return Err(Error::Unavailable(e));
             }
         }
-        Ok(())
+        Ok(value)
     }
 
     /// Runs `check` (a wallet verification, or nothing) and signs the pair on
-    /// the CPU pool, then audits both mints.
+    /// the CPU pool, auditing both mints.
     pub(super) async fn issue_pair<F>(
         &self,
         access: AccessClaims,
@@ -197,23 +229,14 @@ impl WalletAuth {
     where
         F: FnOnce() -> Result<(), Error> + Send + 'static,
     {
-        let refresh_audit = refresh.as_audit();
-        let announcement = self.announce(&[&access, &refresh_audit]);
+        let records = self.audit_records(&[(&access, "access"), (&refresh.as_audit(), "refresh")]);
         let inner = Arc::clone(&self.inner);
-        let (a, r) = (access.clone(), refresh.clone());
         let (access_token, refresh_token) = self
-            .inner
-            .cpu
-            .run(move || {
+            .mint_audited(records, move || {
                 check()?;
-                inner.mint_pair(&a, &r)
+                inner.mint_pair(&access, &refresh)
             })
-            .await??;
-        self.audit(
-            &[(&access, "access"), (&refresh_audit, "refresh")],
-            announcement,
-        )
-        .await?;
+            .await?;
         Ok(TokenPair {
             access_token,
             refresh_token,
