@@ -932,24 +932,37 @@ mod tests {
 
     const LONG: Duration = Duration::from_secs(600);
 
+    /// A writer with a ten-minute linger, two appends announced, and a
+    /// third (not announced) append spawned, which the batch holds.
+    async fn held_batch() -> (
+        Arc<JsonlWriter>,
+        Arc<std::sync::Mutex<Vec<u8>>>,
+        tokio::task::JoinHandle<Result<(), StoreError>>,
+        (Announcement, Announcement),
+    ) {
+        let (w, written) = fake_writer(LONG);
+        let w = Arc::new(w);
+        let announced = (w.announce(), w.announce());
+        let first = tokio::spawn({
+            let w = Arc::clone(&w);
+            async move { w.append(vec![b"1".to_vec()]).await }
+        });
+        // A writer that did not wait would have answered by now.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !first.is_finished(),
+            "the batch must wait for the announced appends"
+        );
+        (w, written, first, announced)
+    }
+
     #[tokio::test]
     async fn a_batch_waits_while_more_is_announced_than_queued() {
         // With a ten-minute linger, only an announced append can end the
         // wait. Two announced, one queued: the batch waits; once one of
         // the two is queued (as many queued as still announced), it goes,
         // with both queued appends in one fsync.
-        let (w, written) = fake_writer(LONG);
-        let w = Arc::new(w);
-        let (a1, a2) = (w.announce(), w.announce());
-        let first = tokio::spawn({
-            let w = Arc::clone(&w);
-            async move { w.append(vec![b"1".to_vec()]).await }
-        });
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(
-            !first.is_finished(),
-            "the batch must wait for the announced appends"
-        );
+        let (w, written, first, (a1, a2)) = held_batch().await;
         w.append_announced(vec![b"2".to_vec()], a1).await.unwrap();
         first.await.unwrap().unwrap();
         assert_eq!(w.batches(), 1);
@@ -965,15 +978,7 @@ mod tests {
 
     #[tokio::test]
     async fn dropping_an_announcement_releases_a_waiting_batch() {
-        let (w, _) = fake_writer(LONG);
-        let w = Arc::new(w);
-        let (a1, a2) = (w.announce(), w.announce());
-        let first = tokio::spawn({
-            let w = Arc::clone(&w);
-            async move { w.append(vec![b"1".to_vec()]).await }
-        });
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!first.is_finished());
+        let (w, _, first, (a1, a2)) = held_batch().await;
         drop(a1);
         tokio::time::timeout(Duration::from_secs(30), first)
             .await

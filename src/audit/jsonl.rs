@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use std::sync::Arc;
 
-use super::{Announcement, AppendDone, MemoryMintAuditStore, MintAuditStore, MintRecord};
+use super::{Announcement, AppendThen, MemoryMintAuditStore, MintAuditStore, MintRecord};
 use crate::jsonl::{self, JsonlWriter};
 use crate::StoreError;
 
@@ -86,12 +86,12 @@ impl MintAuditStore for JsonlMintAuditStore {
         Ok(())
     }
 
-    fn append_then(
-        &self,
-        records: Vec<MintRecord>,
-        announcement: Announcement,
-        done: AppendDone,
-    ) -> Option<(Vec<MintRecord>, Announcement, AppendDone)> {
+    fn append_then(&self, append: AppendThen) -> Option<AppendThen> {
+        let AppendThen {
+            records,
+            announcement,
+            done,
+        } = append;
         let lines = match jsonl::serialize_lines(&records) {
             Ok(lines) => lines,
             Err(e) => {
@@ -162,10 +162,10 @@ mod tests {
         let store = Arc::new(JsonlMintAuditStore::open(&path, 10).unwrap());
         let (tx, rx) = std::sync::mpsc::channel();
         let seen = Arc::clone(&store);
-        let back = store.append_then(
-            vec![rec(1), rec(2)],
-            store.announce(),
-            Box::new(move |outcome| {
+        let back = store.append_then(AppendThen {
+            records: vec![rec(1), rec(2)],
+            announcement: store.announce(),
+            done: Box::new(move |outcome| {
                 // By the callback, the records are on disk and in memory.
                 let on_disk = jsonl::load::<MintRecord>(seen.writer().path())
                     .unwrap()
@@ -173,7 +173,7 @@ mod tests {
                 tx.send((outcome.is_ok(), on_disk, seen.ring.newest(10).len()))
                     .unwrap();
             }),
-        );
+        });
         assert!(back.is_none(), "the JSONL store appends from any thread");
         let got = rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap();
         assert_eq!(got, (true, 2, 2));

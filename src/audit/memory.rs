@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{Announcement, AppendDone, MintAuditStore, MintRecord};
+use super::{AppendThen, MintAuditStore, MintRecord};
 use crate::StoreError;
 
 /// The newest `cap` mint records in memory; also the window the JSON Lines
@@ -50,15 +50,10 @@ impl MintAuditStore for MemoryMintAuditStore {
         Ok(())
     }
 
-    fn append_then(
-        &self,
-        records: Vec<MintRecord>,
-        announcement: Announcement,
-        done: AppendDone,
-    ) -> Option<(Vec<MintRecord>, Announcement, AppendDone)> {
-        self.push(records);
-        drop(announcement);
-        done(Ok(()));
+    fn append_then(&self, append: AppendThen) -> Option<AppendThen> {
+        self.push(append.records);
+        drop(append.announcement);
+        (append.done)(Ok(()));
         None
     }
 

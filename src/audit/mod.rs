@@ -50,6 +50,25 @@ pub struct MintRecord {
 /// [`MintAuditStore::append_then`].
 pub type AppendDone = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
+/// An append for [`MintAuditStore::append_then`]: the records, their
+/// announcement, and what to call once they are durable or have failed.
+pub struct AppendThen {
+    /// The records, in order.
+    pub records: Vec<MintRecord>,
+    /// Their announcement, to end once they are queued.
+    pub announcement: Announcement,
+    /// Called once with the outcome.
+    pub done: AppendDone,
+}
+
+impl std::fmt::Debug for AppendThen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppendThen")
+            .field("records", &self.records.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Where mint records go.
 ///
 /// # Contract
@@ -89,24 +108,20 @@ pub trait MintAuditStore: Send + Sync + 'static {
         self.append(records).await
     }
 
-    /// Starts appending `records` from a thread that may have no async
-    /// runtime (WalletAuth calls it on its CPU pool, right after signing)
-    /// and calls `done` once they are durable or have failed, ending
-    /// `announcement` once they are queued. Must not block.
+    /// Starts appending `append.records` from a thread that may have no
+    /// async runtime (WalletAuth calls it on its CPU pool, right after
+    /// signing) and calls `append.done` once they are durable or have
+    /// failed, ending the announcement once they are queued. Must not
+    /// block.
     ///
-    /// Returns everything back (`Some`) when the store cannot do that; the
+    /// Returns the append back (`Some`) when the store cannot do that; the
     /// caller then uses [`append_announced`] on its runtime. The default
-    /// returns them back. Implementing it saves a sign-in one wake-up of
+    /// returns it back. Implementing it saves a sign-in one wake-up of
     /// its async task: the task is woken once, when the audit is durable.
     ///
     /// [`append_announced`]: MintAuditStore::append_announced
-    fn append_then(
-        &self,
-        records: Vec<MintRecord>,
-        announcement: Announcement,
-        done: AppendDone,
-    ) -> Option<(Vec<MintRecord>, Announcement, AppendDone)> {
-        Some((records, announcement, done))
+    fn append_then(&self, append: AppendThen) -> Option<AppendThen> {
+        Some(append)
     }
 
     /// The newest `limit` records, newest first.
@@ -131,13 +146,8 @@ impl<T: MintAuditStore + ?Sized> MintAuditStore for Arc<T> {
     ) -> Result<(), StoreError> {
         (**self).append_announced(records, announcement).await
     }
-    fn append_then(
-        &self,
-        records: Vec<MintRecord>,
-        announcement: Announcement,
-        done: AppendDone,
-    ) -> Option<(Vec<MintRecord>, Announcement, AppendDone)> {
-        (**self).append_then(records, announcement, done)
+    fn append_then(&self, append: AppendThen) -> Option<AppendThen> {
+        (**self).append_then(append)
     }
     async fn recent(&self, limit: usize) -> Result<Vec<MintRecord>, StoreError> {
         (**self).recent(limit).await

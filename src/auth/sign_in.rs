@@ -3,7 +3,7 @@
 use tokio::sync::oneshot;
 
 use super::*;
-use crate::audit::AppendDone;
+use crate::audit::AppendThen;
 use crate::StoreError;
 
 impl WalletAuth {
@@ -194,14 +194,19 @@ impl WalletAuth {
                     return; // `announcement` ends here
                 }
             };
-            let done: AppendDone = Box::new(move |outcome| {
-                let _ = reply.send(Ok((value, outcome)));
-            });
-            if let Some((records, announcement, done)) =
-                audit.append_then(records, announcement, done)
-            {
+            let append = AppendThen {
+                records,
+                announcement,
+                done: Box::new(move |outcome| {
+                    let _ = reply.send(Ok((value, outcome)));
+                }),
+            };
+            if let Some(back) = audit.append_then(append) {
                 runtime.spawn(async move {
-                    done(audit.append_announced(records, announcement).await);
+                    let outcome = audit
+                        .append_announced(back.records, back.announcement)
+                        .await;
+                    (back.done)(outcome);
                 });
             }
         })?;
