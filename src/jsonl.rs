@@ -52,13 +52,17 @@ struct Request {
     reply: Reply,
 }
 
+/// Called once with the outcome of an append that is not awaited
+/// ([`JsonlWriter::append_then`], [`crate::MintAuditStore::append_then`]).
+pub type AppendDone = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
 /// Where a request's outcome goes.
 enum Reply {
     /// To an awaiting `append`.
     Channel(oneshot::Sender<Result<(), io::Error>>),
     /// To a callback, run on the writer thread (see
     /// [`JsonlWriter::append_then`]).
-    Callback(Box<dyn FnOnce(Result<(), StoreError>) + Send>),
+    Callback(AppendDone),
 }
 
 /// Appends announced and not yet queued, and appends queued and not yet
@@ -83,7 +87,7 @@ impl Pending {
 #[derive(Debug)]
 struct Announced {
     /// Shared with the writer thread.
-    count: Arc<Pending>,
+    pending: Arc<Pending>,
     /// Unparked when an announcement ends, to re-check a batch's wait.
     writer: std::thread::Thread,
 }
@@ -110,8 +114,8 @@ impl Announcement {
 impl Drop for Announcement {
     fn drop(&mut self) {
         if let Some(shared) = self.shared.take() {
-            shared.count.announced.fetch_sub(1, Ordering::AcqRel);
-            if shared.count.enough(1) {
+            shared.pending.announced.fetch_sub(1, Ordering::AcqRel);
+            if shared.pending.enough(1) {
                 // A batch may be waiting (a spurious wake-up is harmless).
                 shared.writer.unpark();
             }
@@ -240,8 +244,8 @@ impl JsonlWriter {
                 .unwrap_or_default()
         );
         let thread_path = path.clone();
-        let count = Arc::new(Pending::default());
-        let thread_count = Arc::clone(&count);
+        let pending = Arc::new(Pending::default());
+        let thread_pending = Arc::clone(&pending);
         // The thread is detached: it ends on its own once every sender is
         // gone and the queue is drained, so dropping a writer never blocks.
         let thread = std::thread::Builder::new().name(name).spawn(move || {
@@ -249,14 +253,14 @@ impl JsonlWriter {
                 journal,
                 torn_tail,
                 &rx,
-                &thread_count,
+                &thread_pending,
                 linger,
                 &thread_counters,
                 &thread_path,
             );
         })?;
         let announced = Arc::new(Announced {
-            count,
+            pending,
             writer: thread.thread().clone(),
         });
         Ok(Self {
@@ -286,7 +290,7 @@ impl JsonlWriter {
     /// [`append_announced`]: JsonlWriter::append_announced
     pub fn announce(&self) -> Announcement {
         self.announced
-            .count
+            .pending
             .announced
             .fetch_add(1, Ordering::AcqRel);
         Announcement {
@@ -307,7 +311,8 @@ impl JsonlWriter {
             return Ok(());
         }
         let (reply, answer) = oneshot::channel();
-        self.queue(&lines, announcement, Reply::Channel(reply))?;
+        self.queue(&lines, announcement, Reply::Channel(reply))
+            .map_err(|(e, _)| e)?;
         match answer.await {
             Ok(outcome) => outcome.map_err(store_error),
             Err(_) => Err(StoreError::Unavailable(
@@ -321,43 +326,28 @@ impl JsonlWriter {
     /// fsync'd or have failed. `done` runs on the writer thread, or on this
     /// one when the lines are refused at once: keep it short, and never
     /// block in it.
-    pub fn append_then(
-        &self,
-        lines: Vec<Vec<u8>>,
-        announcement: Announcement,
-        done: Box<dyn FnOnce(Result<(), StoreError>) + Send>,
-    ) {
+    pub fn append_then(&self, lines: Vec<Vec<u8>>, announcement: Announcement, done: AppendDone) {
         if lines.is_empty() {
             done(Ok(()));
             return;
         }
-        // On refusal `queue` hands the callback back (inside the request it
-        // could not send), so it is called exactly once either way.
-        if let Err((e, Some(Reply::Callback(done)))) =
-            self.queue_or_return(&lines, announcement, Reply::Callback(done))
+        // On refusal `queue` hands the callback back, so it is called
+        // exactly once either way.
+        if let Err((e, Reply::Callback(done))) =
+            self.queue(&lines, announcement, Reply::Callback(done))
         {
             done(Err(e));
         }
     }
 
-    /// Frames `lines` and sends them to the writer thread.
+    /// Frames `lines` and sends them to the writer thread; hands `reply`
+    /// back with the error when they are refused.
     fn queue(
         &self,
         lines: &[Vec<u8>],
         announcement: Announcement,
         reply: Reply,
-    ) -> Result<(), StoreError> {
-        self.queue_or_return(lines, announcement, reply)
-            .map_err(|(e, _)| e)
-    }
-
-    /// As [`queue`](Self::queue), handing the reply back when refused.
-    fn queue_or_return(
-        &self,
-        lines: &[Vec<u8>],
-        announcement: Announcement,
-        reply: Reply,
-    ) -> Result<(), (StoreError, Option<Reply>)> {
+    ) -> Result<(), (StoreError, Reply)> {
         let mut bytes = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
         for line in lines {
             if line.contains(&b'\n') {
@@ -365,26 +355,26 @@ impl JsonlWriter {
                     io::ErrorKind::InvalidInput,
                     "a JSON Lines record contains a newline",
                 ));
-                return Err((e, Some(reply)));
+                return Err((e, reply));
             }
             bytes.extend_from_slice(line);
             bytes.push(b'\n');
         }
-        self.announced.count.queued.fetch_add(1, Ordering::AcqRel);
+        self.announced.pending.queued.fetch_add(1, Ordering::AcqRel);
         let sent = self.tx.send(Request {
             bytes,
             lines: lines.len() as u64,
             reply,
         });
         if sent.is_err() {
-            self.announced.count.queued.fetch_sub(1, Ordering::AcqRel);
+            self.announced.pending.queued.fetch_sub(1, Ordering::AcqRel);
         }
         // Queued (or refused): a waiting batch need not wait for it any more.
         drop(announcement);
         sent.map_err(|refused| {
             (
                 StoreError::Unavailable("JSONL writer thread is gone".into()),
-                Some(refused.0.reply),
+                refused.0.reply,
             )
         })
     }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::jsonl::JsonlMintAuditStore;
 pub use self::memory::MemoryMintAuditStore;
-pub use crate::jsonl::Announcement;
+pub use crate::jsonl::{Announcement, AppendDone};
 use crate::StoreError;
 
 /// One audit line, as pico-server-auth writes it:
@@ -45,10 +45,6 @@ pub struct MintRecord {
     #[serde(default)]
     pub session_id: String,
 }
-
-/// Called once with the outcome of an append started by
-/// [`MintAuditStore::append_then`].
-pub type AppendDone = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 /// An append for [`MintAuditStore::append_then`]: the records, their
 /// announcement, and what to call once they are durable or have failed.
