@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use common::server::{Http, Server};
 use common::Wallet;
-use serde_json::{json, Value};
+use serde_json::json;
 use wallet_auth::AuthConfig;
 
 #[tokio::test]
@@ -38,12 +38,7 @@ async fn pico_files_load_and_are_served() {
     let svc = svc.body["session_token"].as_str().unwrap().to_string();
     let r = app.get("/revoked-jtis", Some(&svc)).await;
     assert_eq!(r.status, StatusCode::OK);
-    let jtis: Vec<&str> = r.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["jti"].as_str().unwrap())
-        .collect();
+    let jtis = common::item_jtis(&r.body);
     // The malformed line and the torn tail are skipped; the rest, newest first.
     assert_eq!(jtis, ["jti-delta", "jti-charlie", "jti-bravo", "jti-alpha"]);
     assert_eq!(r.body["items"][1]["reason"], "clé compromise ✓");
@@ -103,22 +98,14 @@ async fn entries_past_their_exp_leave_the_poll_but_stay_in_the_file() {
         &[("authorization", h.as_str())],
     )
     .await;
-    let jtis = |v: &Value| -> Vec<String> {
-        v["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["jti"].as_str().unwrap().to_string())
-            .collect()
-    };
     assert_eq!(
-        jtis(&app.get("/revoked-jtis", Some(&op)).await.body),
+        common::item_jtis(&app.get("/revoked-jtis", Some(&op)).await.body),
         ["forever", "short-lived"]
     );
     app.clock.advance(Duration::from_secs(11));
     let op = operator(&app);
     assert_eq!(
-        jtis(&app.get("/revoked-jtis", Some(&op)).await.body),
+        common::item_jtis(&app.get("/revoked-jtis", Some(&op)).await.body),
         ["forever"]
     );
     let file = std::fs::read_to_string(&path).unwrap();

@@ -301,13 +301,11 @@ async fn revoked_tokens_stop_working_and_are_listed() {
     for token in [&svc, &op] {
         let r = app.get("/revoked-jtis", Some(token)).await;
         assert_eq!(r.status, StatusCode::OK);
-        let jtis: Vec<&str> = r.body["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["jti"].as_str().unwrap())
-            .collect();
-        assert_eq!(jtis, ["second", "first"], "newest first");
+        assert_eq!(
+            common::item_jtis(&r.body),
+            ["second", "first"],
+            "newest first"
+        );
     }
     // Revoking the operator's own token locks it out.
     let op_jti = claims_of(&op)["jti"].as_str().unwrap().to_string();

@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use common::redis_server::{unique_prefix, RedisServer};
-use common::{claims_of, signing_key, TestApp, Wallet};
+use common::{claims_of, TestApp, Wallet};
 use serde_json::json;
-use wallet_auth::clock::ManualClock;
-use wallet_auth::{AuthConfig, RedisOptions, RedisStores, RevocationStore, WalletAuth};
+use wallet_auth::{AuthConfig, RedisOptions, RedisStores, RevocationStore};
 
 /// The stated worst case between a revoke acknowledged at one instance and
 /// its effect at another: `RedisOptions::max_staleness`, here shortened.
@@ -34,21 +33,13 @@ fn options(prefix: &str) -> RedisOptions {
 /// A router whose three stores live in Redis under `prefix`.
 async fn app_on(url: &str, prefix: &str) -> TestApp {
     let stores = RedisStores::connect(url, options(prefix)).await.unwrap();
-    let clock = ManualClock::starting_now();
-    let auth = WalletAuth::builder(AuthConfig::default())
-        .with_signing_key(signing_key())
-        .with_clock(Arc::new(clock.clone()))
-        .with_challenge_store(Arc::new(stores.challenges()))
-        .with_revocation_store(Arc::new(stores.revocations().await.unwrap()))
-        .with_mint_audit_store(Arc::new(stores.mint_audit(5000)))
-        .build()
-        .unwrap();
-    let router = auth.router();
-    TestApp {
-        auth,
-        router,
-        clock,
-    }
+    let revocations = stores.revocations().await.unwrap();
+    common::app_with(AuthConfig::default(), |builder| {
+        builder
+            .with_challenge_store(Arc::new(stores.challenges()))
+            .with_revocation_store(Arc::new(revocations))
+            .with_mint_audit_store(Arc::new(stores.mint_audit(5000)))
+    })
 }
 
 /// An access token with `role`, signed by the shared test key.

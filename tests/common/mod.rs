@@ -16,7 +16,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 use wallet_auth::clock::ManualClock;
-use wallet_auth::{AuthConfig, SigningKey, WalletAuth};
+use wallet_auth::{AuthConfig, SigningKey, WalletAuth, WalletAuthBuilder};
 
 pub use wallets::Wallet;
 
@@ -52,18 +52,35 @@ pub struct TestApp {
 
 /// A router on the committed test key and a manual clock.
 pub fn app(config: AuthConfig) -> TestApp {
+    app_with(config, |builder| builder)
+}
+
+/// As [`app`], with more set on the builder (stores, say) by `more`.
+pub fn app_with(
+    config: AuthConfig,
+    more: impl FnOnce(WalletAuthBuilder) -> WalletAuthBuilder,
+) -> TestApp {
     let clock = ManualClock::starting_now();
-    let auth = WalletAuth::builder(config)
+    let builder = WalletAuth::builder(config)
         .with_signing_key(signing_key())
-        .with_clock(Arc::new(clock.clone()))
-        .build()
-        .unwrap();
+        .with_clock(Arc::new(clock.clone()));
+    let auth = more(builder).build().unwrap();
     let router = auth.router();
     TestApp {
         auth,
         router,
         clock,
     }
+}
+
+/// The `jti` of every item of a `/revoked-jtis` or `/mints` body, in order.
+pub fn item_jtis(body: &Value) -> Vec<&str> {
+    body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["jti"].as_str().unwrap())
+        .collect()
 }
 
 pub fn default_app() -> TestApp {
