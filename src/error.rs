@@ -64,6 +64,13 @@ pub enum Error {
     /// The request body is not a JSON object, or a field has the wrong type.
     #[error("{0}")]
     BadRequest(String),
+    /// The request body is over [`MAX_BODY_BYTES`](crate::http::MAX_BODY_BYTES).
+    #[error("request body too large (max {} bytes)", crate::http::MAX_BODY_BYTES)]
+    BodyTooLarge,
+    /// The request body did not arrive within the server's body deadline
+    /// ([`ServeOptions::body_read_timeout`](crate::http::ServeOptions::body_read_timeout)).
+    #[error("request body not received in time")]
+    BodyTimedOut,
     /// `/challenge` without a usable address.
     #[error("address required")]
     AddressRequired,

@@ -57,8 +57,8 @@ pub use audit::{
     AppendThen, JsonlMintAuditStore, MemoryMintAuditStore, MintAuditStore, MintRecord,
 };
 pub use auth::{
-    FleetRequest, FleetSession, Gate, MintView, SignInRequest, SignInResponse, TokenPair,
-    WalletAuth, WalletAuthBuilder, MAX_ADDRESS_LEN,
+    FleetRequest, FleetSession, Gate, MintView, RevokedJtis, SignInRequest, SignInResponse,
+    TokenPair, WalletAuth, WalletAuthBuilder, MAX_ADDRESS_LEN,
 };
 pub use challenge::{ChallengeStore, MemoryChallengeStore};
 pub use config::AuthConfig;

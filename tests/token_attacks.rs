@@ -101,7 +101,7 @@ fn public_key_secrets(app: &TestApp) -> Vec<(&'static str, Vec<u8>)> {
     let spki_der = public.to_public_key_der().unwrap().as_bytes().to_vec();
     let pkcs1_der = public.to_pkcs1_der().unwrap().as_bytes().to_vec();
     let jwk = &app.auth.tokens().jwks()[0];
-    let jwks = app.auth.jwks_json().to_vec();
+    let jwks = serde_json::to_vec(&serde_json::json!({ "keys": app.auth.jwks() })).unwrap();
     vec![
         ("SPKI PEM", spki_pem.as_bytes().to_vec()),
         ("SPKI PEM without final newline", {

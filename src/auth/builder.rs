@@ -1,6 +1,21 @@
 //! Building a [`WalletAuth`]: configuration checks, keys, stores, the sweeper.
 
-use super::*;
+use std::collections::HashSet;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::sweeper::Sweeper;
+use super::{Inner, WalletAuth, FLEET_MIN_TTL};
+use crate::audit::MintAuditStore;
+use crate::challenge::{ChallengeStore, MemoryChallengeStore};
+use crate::clock::{SharedClock, SystemClock};
+use crate::password::{AdminLogin, LoginLimits};
+use crate::revocation::RevocationStore;
+use crate::token::{Jwk, SigningKey, TokenService};
+use crate::wallet::Algorithm;
+use crate::work::CpuLimiter;
+use crate::{AuthConfig, ConfigError};
 
 /// Builds a [`WalletAuth`]; see [`WalletAuth::builder`].
 #[must_use]
@@ -199,8 +214,13 @@ impl WalletAuthBuilder {
 
     /// Checks the configuration, loads keys and opens stores.
     ///
-    /// When called inside a tokio runtime, starts the background sweep of
-    /// expired challenges (it stops when the last handle is dropped).
+    /// Starts the background sweep of expired challenges (every
+    /// [`with_sweep_interval`](Self::with_sweep_interval); it stops when the
+    /// last handle is dropped). Called inside a tokio runtime, `build`
+    /// starts it on that runtime. Called outside one (a synchronous `main`
+    /// that makes its runtime later), it does not fail: the sweep starts with
+    /// the first challenge issued inside a runtime, so a store never fills
+    /// with expired challenges unswept.
     ///
     /// # Errors
     /// A [`ConfigError`] naming the field at fault.
@@ -274,10 +294,6 @@ impl WalletAuthBuilder {
         operator_roles.insert("operator".to_string());
         operator_roles.insert(config.admin_role.clone());
         let fleet_roles = config.fleet_allowed_roles.iter().cloned().collect();
-        let jwks_body = bytes::Bytes::from(
-            serde_json::to_vec(&serde_json::json!({ "keys": tokens.jwks() }))
-                .map_err(|e| ConfigError::SigningKey(e.to_string()))?,
-        );
 
         let cpu = match self.cpu_limits {
             Some((workers, queue)) => CpuLimiter::new(workers, queue),
@@ -297,35 +313,11 @@ impl WalletAuthBuilder {
             cpu,
             operator_roles,
             fleet_roles,
-            jwks_body,
-            poll_cache: RwLock::new(None),
             audit_failures: AtomicU64::new(0),
             admin,
+            sweeper: Sweeper::new(self.sweep_interval),
         });
-        spawn_sweeper(&inner, self.sweep_interval);
+        inner.sweeper.ensure_started(&inner);
         Ok(WalletAuth { inner })
     }
-}
-
-fn spawn_sweeper(inner: &Arc<Inner>, every: Duration) {
-    let Ok(handle) = tokio::runtime::Handle::try_current() else {
-        tracing::debug!(
-            "no tokio runtime at build time: expired challenges are not swept in the background"
-        );
-        return;
-    };
-    let weak = Arc::downgrade(inner);
-    handle.spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let Some(inner) = weak.upgrade() else { break };
-            match inner.challenges.purge_expired().await {
-                Ok(n) if n > 0 => tracing::debug!(purged = n, "swept expired challenges"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "challenge sweep failed"),
-            }
-        }
-    });
 }

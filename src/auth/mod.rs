@@ -1,24 +1,50 @@
 //! [`WalletAuth`]: the one cheap-to-clone handle that owns the configuration,
 //! stores and keys, and carries out every operation the routes expose.
+//!
+//! One file per operation, each adding its methods to [`WalletAuth`]:
+//!
+//! | file            | methods |
+//! |-----------------|---------|
+//! | `builder.rs`    | [`WalletAuth::builder`], [`WalletAuthBuilder`], the config checks |
+//! | `sign_in.rs`    | [`WalletAuth::issue_challenge`], [`WalletAuth::sign_in`] |
+//! | `refresh.rs`    | [`WalletAuth::refresh`] (one-time rotation, family revocation) |
+//! | `login.rs`      | [`WalletAuth::login`] (the bootstrap admin's password) |
+//! | `fleet.rs`      | [`WalletAuth::check_fleet_secret`], [`WalletAuth::mint_fleet_session`] |
+//! | `gate.rs`       | [`WalletAuth::authorize`], [`WalletAuth::authenticate`] (Bearer gates) |
+//! | `revocation.rs` | [`WalletAuth::revoke`], [`WalletAuth::revoked_jtis`], [`WalletAuth::mints`] |
+//! | `mint.rs`       | `issue_pair`, `mint_audited`, `audit_records`, the claims builders |
+//! | `sweeper.rs`    | the background sweep of expired challenges |
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::Arc;
 
-use serde::Serialize;
-
-use crate::audit::{MintAuditStore, MintRecord};
-use crate::challenge::{ChallengeStore, MemoryChallengeStore};
-use crate::clock::{SharedClock, SystemClock};
-use crate::password::{AdminLogin, LoginLimits};
-use crate::revocation::{RevocationEntry, RevocationKind, RevocationStore};
-use crate::token::{
-    new_jti, AccessClaims, Jwk, RefreshClaims, SigningKey, TokenError, TokenService,
-};
-use crate::wallet::{self, Algorithm};
+use crate::audit::MintAuditStore;
+use crate::challenge::ChallengeStore;
+use crate::clock::SharedClock;
+use crate::password::AdminLogin;
+use crate::revocation::RevocationStore;
+use crate::token::{Jwk, TokenService};
+use crate::wallet::Algorithm;
 use crate::work::CpuLimiter;
-use crate::{AuthConfig, ConfigError, Error};
+use crate::{AuthConfig, Error};
+
+mod builder;
+mod fleet;
+mod gate;
+mod login;
+mod mint;
+mod refresh;
+mod revocation;
+mod sign_in;
+mod sweeper;
+
+pub use self::builder::WalletAuthBuilder;
+pub use self::fleet::{FleetRequest, FleetSession};
+pub use self::gate::Gate;
+pub use self::mint::TokenPair;
+pub use self::revocation::{MintView, RevokedJtis};
+pub use self::sign_in::{SignInRequest, SignInResponse};
 
 /// Longest accepted `address` (an ML-DSA-65 wallet id is 3,904 characters).
 pub const MAX_ADDRESS_LEN: usize = 8192;
@@ -31,108 +57,6 @@ pub const MAX_TEXT_LEN: usize = 1024;
 /// Shortest fleet session lifetime, seconds.
 pub const FLEET_MIN_TTL: u64 = 60;
 
-/// A sign-in request (SPEC 1, `POST /sign-in`).
-#[derive(Debug, Clone, Default)]
-pub struct SignInRequest {
-    /// Address the challenge was issued for.
-    pub address: String,
-    /// Hex public key.
-    pub public_key: String,
-    /// Hex signature over the challenge.
-    pub signature: String,
-    /// The challenge as issued.
-    pub challenge: String,
-    /// Algorithm name; `None` means `ML-DSA-65`.
-    pub algorithm: Option<String>,
-}
-
-/// A successful sign-in.
-#[derive(Debug, Clone, Serialize)]
-pub struct SignInResponse {
-    /// RS256 access token.
-    pub access_token: String,
-    /// Refresh token (opaque to clients).
-    pub refresh_token: String,
-    /// The wallet id.
-    pub address: String,
-    /// The algorithm used.
-    pub algorithm: &'static str,
-}
-
-/// An access and refresh token pair.
-#[derive(Debug, Clone, Serialize)]
-pub struct TokenPair {
-    /// RS256 access token.
-    pub access_token: String,
-    /// Refresh token.
-    pub refresh_token: String,
-}
-
-/// A fleet session request (SPEC 1, `POST /fleet/sessions`).
-#[derive(Debug, Clone, Default)]
-pub struct FleetRequest {
-    /// Becomes `sub` and `session_id`.
-    pub session_id: String,
-    /// Becomes `agent_id`.
-    pub agent_id: String,
-    /// Role; `None` means `agent`.
-    pub role: Option<String>,
-    /// Requested lifetime in seconds (clamped).
-    pub ttl: Option<i64>,
-    /// Optional scope.
-    pub scope: Option<String>,
-}
-
-/// A minted fleet session.
-#[derive(Debug, Clone, Serialize)]
-pub struct FleetSession {
-    /// The RS256 session token.
-    pub session_token: String,
-    /// Its expiry, epoch seconds.
-    pub exp: u64,
-}
-
-/// A mint record with its revocation status, as `/mints` serves it.
-#[derive(Debug, Clone, Serialize)]
-pub struct MintView {
-    /// The record.
-    #[serde(flatten)]
-    pub record: MintRecord,
-    /// Whether its jti is on the denylist now.
-    pub revoked: bool,
-}
-
-/// Which role a gated route requires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Gate {
-    /// `operator` or the configured `admin_role`.
-    Operator,
-    /// `service`, or an operator role.
-    Service,
-}
-
-struct PollCache {
-    version: u64,
-    valid_until: u64,
-    body: bytes::Bytes,
-    /// `body` gzip-compressed, made on the first request that accepts gzip.
-    gzip: std::sync::OnceLock<bytes::Bytes>,
-}
-
-/// Gzip of a poll body. Fast compression: the body is rebuilt whenever the
-/// denylist changes, and a poll of 10,000 entries shrinks about fivefold.
-fn gzip(body: &[u8]) -> Result<bytes::Bytes, Error> {
-    use std::io::Write;
-    let mut enc = flate2::write::GzEncoder::new(
-        Vec::with_capacity(body.len() / 4),
-        flate2::Compression::fast(),
-    );
-    enc.write_all(body)
-        .and_then(|()| enc.finish())
-        .map(bytes::Bytes::from)
-        .map_err(|e| Error::Internal(format!("gzip denylist: {e}")))
-}
-
 pub(crate) struct Inner {
     pub(crate) config: AuthConfig,
     algorithms: Vec<Algorithm>,
@@ -144,10 +68,9 @@ pub(crate) struct Inner {
     cpu: CpuLimiter,
     operator_roles: HashSet<String>,
     fleet_roles: HashSet<String>,
-    pub(crate) jwks_body: bytes::Bytes,
-    poll_cache: RwLock<Option<Arc<PollCache>>>,
     audit_failures: AtomicU64,
     admin: Option<AdminLogin>,
+    sweeper: sweeper::Sweeper,
 }
 
 /// The wallet-auth service: configuration, stores and keys behind one `Arc`.
@@ -166,23 +89,12 @@ impl std::fmt::Debug for WalletAuth {
     }
 }
 
-mod builder;
-mod operator;
-mod refresh;
-mod sign_in;
-
-pub use self::builder::WalletAuthBuilder;
-
 fn check_len(field: &'static str, value: &str, max: usize) -> Result<(), Error> {
     if value.chars().count() > max {
         Err(Error::FieldTooLong { field, max })
     } else {
         Ok(())
     }
-}
-
-fn decode_hex(s: &str) -> Result<Vec<u8>, Error> {
-    crate::hexcodec::decode(s).ok_or(Error::InvalidHex)
 }
 
 impl WalletAuth {
@@ -206,55 +118,23 @@ impl WalletAuth {
         self.inner.audit_failures.load(Ordering::Relaxed)
     }
 
-    /// The JWK Set, serialized.
-    pub fn jwks_json(&self) -> bytes::Bytes {
-        self.inner.jwks_body.clone()
+    /// The public keys served at `/jwks`: the active key first, then the
+    /// retired ones still accepted.
+    pub fn jwks(&self) -> &[Jwk] {
+        self.inner.tokens.jwks()
     }
-}
 
-impl Inner {
-    fn mint_pair(
-        &self,
-        access: &AccessClaims,
-        refresh: &RefreshClaims,
-    ) -> Result<(String, String), Error> {
-        let a = self.tokens.sign_access(access).map_err(token_internal)?;
-        let r = self.tokens.sign_refresh(refresh).map_err(token_internal)?;
-        Ok((a, r))
-    }
-}
-
-fn token_internal(e: TokenError) -> Error {
-    Error::Internal(format!("token signing failed: {e}"))
-}
-
-fn family_key(fam: &str) -> String {
-    format!("family:{fam}")
-}
-
-/// Constant-time equality of two secrets of any lengths (their SHA-256
-/// digests are compared, so the length does not leak either).
-pub(crate) fn secret_eq(a: &[u8], b: &[u8]) -> bool {
-    use sha2::{Digest, Sha256};
-    use subtle::ConstantTimeEq;
-    let (da, db) = (Sha256::digest(a), Sha256::digest(b));
-    bool::from(da.as_slice().ct_eq(db.as_slice()))
-}
-
-impl RefreshClaims {
-    /// The audit view of a refresh token (same fields as an access token's).
-    fn as_audit(&self) -> AccessClaims {
-        AccessClaims {
-            jti: self.jti.clone(),
-            token_type: Some("refresh".into()),
-            ..AccessClaims::new(
-                &self.iss,
-                &self.aud,
-                &self.sub,
-                self.role.as_deref().unwrap_or(""),
-                self.iat,
-                self.exp,
-            )
-        }
+    /// Runs `f` on the CPU pool (off the async worker threads) and returns
+    /// its result.
+    ///
+    /// # Errors
+    /// [`Error::Overloaded`] when the pool's queue is full; [`Error::Internal`]
+    /// when `f` panicked.
+    pub(crate) async fn run_cpu<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        self.inner.cpu.run(f).await
     }
 }

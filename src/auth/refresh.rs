@@ -1,6 +1,16 @@
-//! One-time refresh rotation, family revocation, and the admin password login.
+//! One-time refresh rotation and, on reuse, revocation of the token's whole
+//! family (SPEC 1 `POST /refresh`).
 
-use super::*;
+use super::mint::TokenPair;
+use super::WalletAuth;
+use crate::revocation::{RevocationEntry, RevocationKind};
+use crate::token::{RefreshClaims, TokenError};
+use crate::Error;
+
+/// The denylist key under which a revoked refresh family is kept.
+fn family_key(fam: &str) -> String {
+    format!("family:{fam}")
+}
 
 impl WalletAuth {
     /// Exchanges a refresh token for a new pair (one-time rotation).
@@ -74,36 +84,5 @@ impl WalletAuth {
         Ok(Error::RefreshInvalid(
             "refresh token already used; its session is revoked".into(),
         ))
-    }
-
-    /// Password login of the bootstrap admin (SPEC 1 `POST /login`).
-    ///
-    /// # Errors
-    /// `LoginDisabled`, `InvalidCredentials`, `TooManyAttempts`, `Overloaded`.
-    pub async fn login(
-        &self,
-        email: &str,
-        password: &str,
-        client_ip: Option<std::net::IpAddr>,
-    ) -> Result<TokenPair, Error> {
-        let Some(admin) = &self.inner.admin else {
-            return Err(Error::LoginDisabled);
-        };
-        check_len("email", email, MAX_TEXT_LEN)?;
-        check_len("password", password, MAX_TEXT_LEN)?;
-        admin
-            .check(email, password, client_ip, self.inner.clock.now_secs())
-            .await?;
-        self.mint_login(email).await
-    }
-
-    /// Mints a token pair for a password login whose credentials have been
-    /// checked.
-    async fn mint_login(&self, email: &str) -> Result<TokenPair, Error> {
-        let now = self.inner.clock.now_secs();
-        let role = self.inner.config.admin_role.clone();
-        let access = self.access_claims(email, &role, now);
-        let refresh = self.refresh_claims(email, &role, None, now);
-        self.issue_pair(access, refresh, || Ok(())).await
     }
 }

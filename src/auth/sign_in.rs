@@ -1,13 +1,52 @@
-//! Challenges, wallet sign-in, and minting + auditing token pairs.
+//! Challenges and wallet sign-in (SPEC 1 `POST /challenge`, `POST /sign-in`).
 
-use tokio::sync::oneshot;
+use std::time::Duration;
 
-use super::*;
-use crate::audit::AppendThen;
-use crate::StoreError;
+use serde::Serialize;
+
+use super::{check_len, WalletAuth, MAX_ADDRESS_LEN, MAX_CHALLENGE_LEN, MAX_HEX_LEN};
+use crate::token::AccessClaims;
+use crate::wallet::{self, Algorithm};
+use crate::Error;
+
+/// A sign-in request (SPEC 1, `POST /sign-in`).
+#[derive(Debug, Clone, Default)]
+pub struct SignInRequest {
+    /// Address the challenge was issued for.
+    pub address: String,
+    /// Hex public key.
+    pub public_key: String,
+    /// Hex signature over the challenge.
+    pub signature: String,
+    /// The challenge as issued.
+    pub challenge: String,
+    /// Algorithm name; `None` means `ML-DSA-65`.
+    pub algorithm: Option<String>,
+}
+
+/// A successful sign-in.
+#[derive(Debug, Clone, Serialize)]
+pub struct SignInResponse {
+    /// RS256 access token.
+    pub access_token: String,
+    /// Refresh token (opaque to clients).
+    pub refresh_token: String,
+    /// The wallet id.
+    pub address: String,
+    /// The algorithm used.
+    pub algorithm: &'static str,
+}
+
+fn decode_hex(s: &str) -> Result<Vec<u8>, Error> {
+    crate::hexcodec::decode(s).ok_or(Error::InvalidHex)
+}
 
 impl WalletAuth {
     /// Issues a challenge for `address`; returns it and its TTL in seconds.
+    ///
+    /// The first challenge issued inside a tokio runtime starts the sweep of
+    /// expired challenges, if [`build`](crate::WalletAuthBuilder::build) ran
+    /// outside one.
     ///
     /// # Errors
     /// `AddressRequired`, `FieldTooLong`, `ChallengesFull`, `Unavailable`.
@@ -16,6 +55,7 @@ impl WalletAuth {
             return Err(Error::AddressRequired);
         }
         check_len("address", address, MAX_ADDRESS_LEN)?;
+        self.inner.sweeper.ensure_started(&self.inner);
         let ttl = self.inner.config.challenge_ttl_seconds;
         let nonce = self
             .inner
@@ -98,153 +138,6 @@ impl WalletAuth {
             refresh_token: pair.refresh_token,
             address: wallet_id,
             algorithm: algorithm.as_str(),
-        })
-    }
-
-    pub(super) fn access_claims(&self, sub: &str, role: &str, now: u64) -> AccessClaims {
-        let c = &self.inner.config;
-        AccessClaims::new(
-            &c.issuer,
-            &c.audience,
-            sub,
-            role,
-            now,
-            now + c.access_token_expire_minutes * 60,
-        )
-    }
-
-    pub(super) fn refresh_claims(
-        &self,
-        sub: &str,
-        role: &str,
-        family: Option<String>,
-        now: u64,
-    ) -> RefreshClaims {
-        let c = &self.inner.config;
-        let jti = new_jti();
-        RefreshClaims {
-            iss: c.issuer.clone(),
-            aud: c.audience.clone(),
-            sub: sub.to_string(),
-            iat: now,
-            exp: now + c.refresh_token_expire_days * 86_400,
-            fam: family.unwrap_or_else(|| jti.clone()),
-            jti,
-            role: Some(role.to_string()),
-            token_type: "refresh".into(),
-        }
-    }
-
-    /// Whether a mint of these claims is audited (its lifetime reaches
-    /// `mint_audit_min_ttl_seconds`).
-    fn audited(&self, claims: &AccessClaims) -> bool {
-        claims.exp.saturating_sub(claims.iat) >= self.inner.config.mint_audit_min_ttl_seconds
-    }
-
-    /// The audit records of those of `mints` that are audited.
-    pub(super) fn audit_records(&self, mints: &[(&AccessClaims, &str)]) -> Vec<MintRecord> {
-        mints
-            .iter()
-            .filter(|(c, _)| self.audited(c))
-            .map(|(c, kind)| MintRecord {
-                jti: c.jti.clone(),
-                sub: c.sub.clone(),
-                role: c.role.clone(),
-                iat: c.iat,
-                exp: c.exp,
-                kind: (*kind).to_string(),
-                scope: c.scope.clone().unwrap_or_default(),
-                agent_id: c.agent_id.clone().unwrap_or_default(),
-                session_id: c.session_id.clone().unwrap_or_default(),
-            })
-            .collect()
-    }
-
-    /// Runs `mint` on the CPU pool and records `records` in the mint audit;
-    /// returns what `mint` made once the records are durable (or, failing
-    /// open, once their write failed).
-    ///
-    /// The records are announced before the mint starts, so that a group
-    /// commit can wait for them, and queued by the CPU thread as soon as
-    /// the mint is done ([`MintAuditStore::append_then`]); the request's
-    /// task is woken once, when the audit is durable. A store that cannot
-    /// append from the CPU thread gets an `append_announced` task instead.
-    pub(super) async fn mint_audited<T, F>(
-        &self,
-        records: Vec<MintRecord>,
-        mint: F,
-    ) -> Result<T, Error>
-    where
-        T: Send + 'static,
-        F: FnOnce() -> Result<T, Error> + Send + 'static,
-    {
-        if records.is_empty() {
-            return self.inner.cpu.run(mint).await?;
-        }
-        let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|e| Error::Internal(format!("no tokio runtime: {e}")))?;
-        let announcement = self.inner.audit.announce();
-        let audit = Arc::clone(&self.inner.audit);
-        let (reply, answer) = oneshot::channel::<Result<(T, Result<(), StoreError>), Error>>();
-        self.inner.cpu.submit(move || {
-            let value = match mint() {
-                Ok(value) => value,
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                    return; // `announcement` ends here
-                }
-            };
-            let append = AppendThen {
-                records,
-                announcement,
-                done: Box::new(move |outcome| {
-                    let _ = reply.send(Ok((value, outcome)));
-                }),
-            };
-            if let Some(back) = audit.append_then(append) {
-                runtime.spawn(async move {
-                    let outcome = audit
-                        .append_announced(back.records, back.announcement)
-                        .await;
-                    (back.done)(outcome);
-                });
-            }
-        })?;
-        let (value, audited) = answer
-            .await
-            .map_err(|_| Error::Internal("CPU-bound task failed".into()))??;
-        if let Err(e) = audited {
-            self.inner.audit_failures.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(error = %e, "mint audit write failed");
-            if self.inner.config.mint_audit_fail_closed {
-                return Err(Error::Unavailable(e));
-            }
-        }
-        Ok(value)
-    }
-
-    /// Runs `check` (a wallet verification, or nothing) and signs the pair on
-    /// the CPU pool, auditing both mints.
-    pub(super) async fn issue_pair<F>(
-        &self,
-        access: AccessClaims,
-        refresh: RefreshClaims,
-        check: F,
-    ) -> Result<TokenPair, Error>
-    where
-        F: FnOnce() -> Result<(), Error> + Send + 'static,
-    {
-        let records = self.audit_records(&[(&access, "access"), (&refresh.as_audit(), "refresh")]);
-        let inner = Arc::clone(&self.inner);
-        let (access_token, refresh_token) = self
-            .mint_audited(records, move || {
-                check()?;
-                inner.mint_pair(&access, &refresh)
-            })
-            .await?;
-        Ok(TokenPair {
-            access_token,
-            refresh_token,
         })
     }
 }

@@ -31,6 +31,8 @@ impl Error {
                 StatusCode::FORBIDDEN
             }
             Error::FleetDisabled => StatusCode::NOT_FOUND,
+            Error::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::BodyTimedOut => StatusCode::REQUEST_TIMEOUT,
             Error::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::ChallengesFull { .. } | Error::Overloaded | Error::Unavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE

@@ -4,70 +4,41 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 
-use super::error::detail;
 use crate::Error;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// A request body that must be a JSON object.
+/// A request body that must be a JSON object. Refused with
+/// [`Error::BodyTooLarge`] (413), [`Error::BadRequest`] (400) or
+/// [`Error::BodyTimedOut`] (408).
 #[derive(Debug)]
 pub struct JsonObject(pub Map<String, Value>);
 
-/// Why a body was refused.
-#[derive(Debug)]
-pub enum BodyRejection {
-    /// Over [`MAX_BODY_BYTES`].
-    TooLarge,
-    /// Not a JSON object.
-    Invalid(String),
-    /// The body did not arrive within the server's body deadline.
-    TimedOut,
-}
-
-impl IntoResponse for BodyRejection {
-    fn into_response(self) -> Response {
-        match self {
-            BodyRejection::TooLarge => detail(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("request body too large (max {MAX_BODY_BYTES} bytes)"),
-            ),
-            BodyRejection::Invalid(why) => detail(StatusCode::BAD_REQUEST, &why),
-            BodyRejection::TimedOut => detail(
-                StatusCode::REQUEST_TIMEOUT,
-                "request body not received in time",
-            ),
-        }
-    }
-}
-
 impl<S: Send + Sync> FromRequest<S> for JsonObject {
-    type Rejection = BodyRejection;
+    type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                BodyRejection::TooLarge
+                Error::BodyTooLarge
             } else if caused_by_timeout(&e) {
-                BodyRejection::TimedOut
+                Error::BodyTimedOut
             } else {
-                BodyRejection::Invalid("could not read request body".into())
+                Error::BadRequest("could not read request body".into())
             }
         })?;
         if bytes.len() > MAX_BODY_BYTES {
-            return Err(BodyRejection::TooLarge);
+            return Err(Error::BodyTooLarge);
         }
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(Value::Object(map)) => Ok(JsonObject(map)),
-            Ok(_) => Err(BodyRejection::Invalid(
+            Ok(_) => Err(Error::BadRequest(
                 "request body must be a JSON object".into(),
             )),
-            Err(_) => Err(BodyRejection::Invalid(
-                "request body is not valid JSON".into(),
-            )),
+            Err(_) => Err(Error::BadRequest("request body is not valid JSON".into())),
         }
     }
 }

@@ -1,14 +1,16 @@
 //! Thin handlers: extract, call the domain, map to a reply.
 
-use axum::extract::{RawQuery, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::Deserialize;
 use serde_json::json;
 
-use super::extract::{Bearer, BodyRejection, ClientIp, JsonObject};
+use super::extract::{Bearer, ClientIp, JsonObject};
+use super::routes::EdgeState;
 use crate::auth::{FleetRequest, Gate, SignInRequest};
-use crate::{Error, WalletAuth};
+use crate::Error;
 
 fn json_bytes(body: bytes::Bytes) -> Response {
     (
@@ -21,29 +23,29 @@ fn json_bytes(body: bytes::Bytes) -> Response {
         .into_response()
 }
 
-pub(super) async fn jwks(State(auth): State<WalletAuth>) -> Response {
-    let mut resp = json_bytes(auth.jwks_json());
+pub(super) async fn jwks(State(edge): State<EdgeState>) -> Result<Response, Error> {
+    let mut resp = json_bytes(edge.bodies.jwks()?);
     resp.headers_mut().insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=300"),
     );
-    resp
+    Ok(resp)
 }
 
 pub(super) async fn challenge(
-    State(auth): State<WalletAuth>,
+    State(edge): State<EdgeState>,
     body: JsonObject,
 ) -> Result<Response, Error> {
     let address = match body.0.get("address") {
         Some(serde_json::Value::String(s)) => s.as_str(),
         _ => return Err(Error::AddressRequired),
     };
-    let (challenge, ttl) = auth.issue_challenge(address).await?;
+    let (challenge, ttl) = edge.auth.issue_challenge(address).await?;
     Ok(Json(json!({ "challenge": challenge, "ttl": ttl })).into_response())
 }
 
 pub(super) async fn sign_in(
-    State(auth): State<WalletAuth>,
+    State(edge): State<EdgeState>,
     body: JsonObject,
 ) -> Result<Response, Error> {
     let req = SignInRequest {
@@ -53,47 +55,36 @@ pub(super) async fn sign_in(
         challenge: body.str_or_empty("challenge")?,
         algorithm: body.str("algorithm")?,
     };
-    Ok(Json(auth.sign_in(req).await?).into_response())
+    Ok(Json(edge.auth.sign_in(req).await?).into_response())
 }
 
 pub(super) async fn refresh(
-    State(auth): State<WalletAuth>,
+    State(edge): State<EdgeState>,
     body: JsonObject,
 ) -> Result<Response, Error> {
     let token = body.str_or_empty("refresh_token")?;
-    Ok(Json(auth.refresh(&token).await?).into_response())
+    Ok(Json(edge.auth.refresh(&token).await?).into_response())
 }
 
 pub(super) async fn login(
-    State(auth): State<WalletAuth>,
+    State(edge): State<EdgeState>,
     ClientIp(ip): ClientIp,
     body: JsonObject,
 ) -> Result<Response, Error> {
     let email = body.str_or_empty("email")?;
     let password = body.str_or_empty("password")?;
-    Ok(Json(auth.login(&email, &password, ip).await?).into_response())
+    Ok(Json(edge.auth.login(&email, &password, ip).await?).into_response())
 }
 
 pub(super) async fn fleet_session(
-    State(auth): State<WalletAuth>,
+    State(edge): State<EdgeState>,
     headers: HeaderMap,
-    body: Result<JsonObject, BodyRejection>,
-) -> Result<Response, Response> {
+    body: Result<JsonObject, Error>,
+) -> Result<Response, Error> {
     // The secret is checked before the body is looked at.
     let secret = headers.get("x-fleet-secret").map(|v| v.as_bytes());
-    auth.check_fleet_secret(secret)
-        .map_err(IntoResponse::into_response)?;
-    let body = body.map_err(IntoResponse::into_response)?;
-    fleet_with(&auth, secret, &body)
-        .await
-        .map_err(IntoResponse::into_response)
-}
-
-async fn fleet_with(
-    auth: &WalletAuth,
-    secret: Option<&[u8]>,
-    body: &JsonObject,
-) -> Result<Response, Error> {
+    edge.auth.check_fleet_secret(secret)?;
+    let body = body?;
     let req = FleetRequest {
         session_id: body.str_or_empty("session_id")?,
         agent_id: body.str_or_empty("agent_id")?,
@@ -101,30 +92,20 @@ async fn fleet_with(
         ttl: body.int("ttl")?,
         scope: body.str("scope")?,
     };
-    Ok(Json(auth.mint_fleet_session(secret, req).await?).into_response())
+    Ok(Json(edge.auth.mint_fleet_session(secret, req).await?).into_response())
 }
 
 pub(super) async fn revoke(
-    State(auth): State<WalletAuth>,
+    State(edge): State<EdgeState>,
     Bearer(token): Bearer,
-    body: Result<JsonObject, BodyRejection>,
-) -> Result<Response, Response> {
-    // Authorization first: an anonymous caller learns nothing about the body.
-    let caller = auth
-        .authorize(token.as_deref(), Gate::Operator)
-        .await
-        .map_err(IntoResponse::into_response)?;
-    let body = body.map_err(IntoResponse::into_response)?;
-    revoke_with(&auth, &caller, &body)
-        .await
-        .map_err(IntoResponse::into_response)
-}
-
-async fn revoke_with(
-    auth: &WalletAuth,
-    caller: &crate::AccessClaims,
-    body: &JsonObject,
+    body: Result<JsonObject, Error>,
 ) -> Result<Response, Error> {
+    // Authorization first: an anonymous caller learns nothing about the body.
+    let caller = edge
+        .auth
+        .authorize(token.as_deref(), Gate::Operator)
+        .await?;
+    let body = body?;
     let jti = body.str_or_empty("jti")?;
     let reason = body.str_or_empty("reason")?;
     let exp = match body.int("exp")? {
@@ -134,23 +115,23 @@ async fn revoke_with(
                 .map_err(|_| Error::BadRequest("exp must be a non-negative integer".into()))?,
         ),
     };
-    let entry = auth.revoke(caller, &jti, &reason, exp).await?;
+    let entry = edge.auth.revoke(&caller, &jti, &reason, exp).await?;
     Ok(Json(json!({ "revoked": entry })).into_response())
 }
 
 pub(super) async fn revoked_jtis(
-    State(auth): State<WalletAuth>,
+    State(edge): State<EdgeState>,
     Bearer(token): Bearer,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
-    auth.authorize(token.as_deref(), Gate::Service).await?;
+    edge.auth.authorize(token.as_deref(), Gate::Service).await?;
     let mut resp = if accepts_gzip(&headers) {
-        let mut r = json_bytes(auth.revoked_jtis_gzip().await?);
+        let mut r = json_bytes(edge.bodies.revoked_jtis_gzip(&edge.auth).await?);
         r.headers_mut()
             .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         r
     } else {
-        json_bytes(auth.revoked_jtis_json().await?)
+        json_bytes(edge.bodies.revoked_jtis_json(&edge.auth).await?)
     };
     resp.headers_mut()
         .insert(header::VARY, HeaderValue::from_static("accept-encoding"));
@@ -177,22 +158,23 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
         })
 }
 
+/// The query string of `/mints`.
+#[derive(Deserialize)]
+pub(super) struct MintsQuery {
+    limit: Option<i64>,
+}
+
 pub(super) async fn mints(
-    State(auth): State<WalletAuth>,
+    State(edge): State<EdgeState>,
     Bearer(token): Bearer,
-    RawQuery(query): RawQuery,
+    query: Result<Query<MintsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Error> {
-    auth.authorize(token.as_deref(), Gate::Operator).await?;
-    let mut limit = None;
-    for pair in query.as_deref().unwrap_or("").split('&') {
-        if let Some(v) = pair.strip_prefix("limit=") {
-            let n: i64 = v
-                .parse()
-                .map_err(|_| Error::BadRequest("limit must be an integer".into()))?;
-            limit = Some(n);
-        }
-    }
-    let items = auth.mints(limit).await?;
+    edge.auth
+        .authorize(token.as_deref(), Gate::Operator)
+        .await?;
+    let Query(MintsQuery { limit }) =
+        query.map_err(|_| Error::BadRequest("limit must be an integer".into()))?;
+    let items = edge.auth.mints(limit).await?;
     Ok(Json(json!({ "items": items })).into_response())
 }
 

@@ -1,0 +1,38 @@
+//! The bootstrap admin's password login (SPEC 1 `POST /login`).
+
+use super::mint::TokenPair;
+use super::{check_len, WalletAuth, MAX_TEXT_LEN};
+use crate::Error;
+
+impl WalletAuth {
+    /// Password login of the bootstrap admin (SPEC 1 `POST /login`).
+    ///
+    /// # Errors
+    /// `LoginDisabled`, `InvalidCredentials`, `TooManyAttempts`, `Overloaded`.
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        client_ip: Option<std::net::IpAddr>,
+    ) -> Result<TokenPair, Error> {
+        let Some(admin) = &self.inner.admin else {
+            return Err(Error::LoginDisabled);
+        };
+        check_len("email", email, MAX_TEXT_LEN)?;
+        check_len("password", password, MAX_TEXT_LEN)?;
+        admin
+            .check(email, password, client_ip, self.inner.clock.now_secs())
+            .await?;
+        self.mint_login(email).await
+    }
+
+    /// Mints a token pair for a password login whose credentials have been
+    /// checked.
+    async fn mint_login(&self, email: &str) -> Result<TokenPair, Error> {
+        let now = self.inner.clock.now_secs();
+        let role = self.inner.config.admin_role.clone();
+        let access = self.access_claims(email, &role, now);
+        let refresh = self.refresh_claims(email, &role, None, now);
+        self.issue_pair(access, refresh, || Ok(())).await
+    }
+}

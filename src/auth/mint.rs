@@ -1,0 +1,205 @@
+//! Minting and auditing: the claims builders, [`TokenPair`], and the two
+//! functions every mint goes through, `issue_pair` and `mint_audited`.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use super::{Inner, WalletAuth};
+use crate::audit::{AppendThen, MintRecord};
+use crate::token::{new_jti, AccessClaims, RefreshClaims, TokenError};
+use crate::{Error, StoreError};
+
+/// An access and refresh token pair.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenPair {
+    /// RS256 access token.
+    pub access_token: String,
+    /// Refresh token.
+    pub refresh_token: String,
+}
+
+impl WalletAuth {
+    pub(super) fn access_claims(&self, sub: &str, role: &str, now: u64) -> AccessClaims {
+        let c = &self.inner.config;
+        AccessClaims::new(
+            &c.issuer,
+            &c.audience,
+            sub,
+            role,
+            now,
+            now + c.access_token_expire_minutes * 60,
+        )
+    }
+
+    pub(super) fn refresh_claims(
+        &self,
+        sub: &str,
+        role: &str,
+        family: Option<String>,
+        now: u64,
+    ) -> RefreshClaims {
+        let c = &self.inner.config;
+        let jti = new_jti();
+        RefreshClaims {
+            iss: c.issuer.clone(),
+            aud: c.audience.clone(),
+            sub: sub.to_string(),
+            iat: now,
+            exp: now + c.refresh_token_expire_days * 86_400,
+            fam: family.unwrap_or_else(|| jti.clone()),
+            jti,
+            role: Some(role.to_string()),
+            token_type: "refresh".into(),
+        }
+    }
+
+    /// Whether a mint of these claims is audited (its lifetime reaches
+    /// `mint_audit_min_ttl_seconds`).
+    fn audited(&self, claims: &AccessClaims) -> bool {
+        claims.exp.saturating_sub(claims.iat) >= self.inner.config.mint_audit_min_ttl_seconds
+    }
+
+    /// The audit records of those of `mints` that are audited.
+    pub(super) fn audit_records(&self, mints: &[(&AccessClaims, &str)]) -> Vec<MintRecord> {
+        mints
+            .iter()
+            .filter(|(c, _)| self.audited(c))
+            .map(|(c, kind)| MintRecord {
+                jti: c.jti.clone(),
+                sub: c.sub.clone(),
+                role: c.role.clone(),
+                iat: c.iat,
+                exp: c.exp,
+                kind: (*kind).to_string(),
+                scope: c.scope.clone().unwrap_or_default(),
+                agent_id: c.agent_id.clone().unwrap_or_default(),
+                session_id: c.session_id.clone().unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// Runs `mint` on the CPU pool and records `records` in the mint audit;
+    /// returns what `mint` made once the records are durable (or, failing
+    /// open, once their write failed).
+    ///
+    /// The records are announced before the mint starts, so that a group
+    /// commit can wait for them, and queued by the CPU thread as soon as
+    /// the mint is done ([`MintAuditStore::append_then`]); the request's
+    /// task is woken once, when the audit is durable. A store that cannot
+    /// append from the CPU thread gets an `append_announced` task instead.
+    pub(super) async fn mint_audited<T, F>(
+        &self,
+        records: Vec<MintRecord>,
+        mint: F,
+    ) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Result<T, Error> + Send + 'static,
+    {
+        if records.is_empty() {
+            return self.inner.cpu.run(mint).await?;
+        }
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| Error::Internal(format!("no tokio runtime: {e}")))?;
+        let announcement = self.inner.audit.announce();
+        let audit = Arc::clone(&self.inner.audit);
+        let (reply, answer) = oneshot::channel::<Result<(T, Result<(), StoreError>), Error>>();
+        self.inner.cpu.submit(move || {
+            let value = match mint() {
+                Ok(value) => value,
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    return; // `announcement` ends here
+                }
+            };
+            let append = AppendThen {
+                records,
+                announcement,
+                done: Box::new(move |outcome| {
+                    let _ = reply.send(Ok((value, outcome)));
+                }),
+            };
+            if let Some(back) = audit.append_then(append) {
+                runtime.spawn(async move {
+                    let outcome = audit
+                        .append_announced(back.records, back.announcement)
+                        .await;
+                    (back.done)(outcome);
+                });
+            }
+        })?;
+        let (value, audited) = answer
+            .await
+            .map_err(|_| Error::Internal("CPU-bound task failed".into()))??;
+        if let Err(e) = audited {
+            self.inner.audit_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, "mint audit write failed");
+            if self.inner.config.mint_audit_fail_closed {
+                return Err(Error::Unavailable(e));
+            }
+        }
+        Ok(value)
+    }
+
+    /// Runs `check` (a wallet verification, or nothing) and signs the pair on
+    /// the CPU pool, auditing both mints.
+    pub(super) async fn issue_pair<F>(
+        &self,
+        access: AccessClaims,
+        refresh: RefreshClaims,
+        check: F,
+    ) -> Result<TokenPair, Error>
+    where
+        F: FnOnce() -> Result<(), Error> + Send + 'static,
+    {
+        let records = self.audit_records(&[(&access, "access"), (&refresh.as_audit(), "refresh")]);
+        let inner = Arc::clone(&self.inner);
+        let (access_token, refresh_token) = self
+            .mint_audited(records, move || {
+                check()?;
+                inner.mint_pair(&access, &refresh)
+            })
+            .await?;
+        Ok(TokenPair {
+            access_token,
+            refresh_token,
+        })
+    }
+}
+
+impl Inner {
+    fn mint_pair(
+        &self,
+        access: &AccessClaims,
+        refresh: &RefreshClaims,
+    ) -> Result<(String, String), Error> {
+        let a = self.tokens.sign_access(access).map_err(token_internal)?;
+        let r = self.tokens.sign_refresh(refresh).map_err(token_internal)?;
+        Ok((a, r))
+    }
+}
+
+pub(super) fn token_internal(e: TokenError) -> Error {
+    Error::Internal(format!("token signing failed: {e}"))
+}
+
+impl RefreshClaims {
+    /// The audit view of a refresh token (same fields as an access token's).
+    fn as_audit(&self) -> AccessClaims {
+        AccessClaims {
+            jti: self.jti.clone(),
+            token_type: Some("refresh".into()),
+            ..AccessClaims::new(
+                &self.iss,
+                &self.aud,
+                &self.sub,
+                self.role.as_deref().unwrap_or(""),
+                self.iat,
+                self.exp,
+            )
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The route table: every route of SPEC section 1, once. [`WalletAuth::router`]
+//! builds the router from it and [`routes`] lists it, so what is served and
+//! what is listed (and fuzzed, in `tests/malformed_requests.rs`) cannot
+//! drift apart.
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::Method;
+use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::Router;
+
+use super::bodies::Bodies;
+use super::extract::MAX_BODY_BYTES;
+use super::handlers;
+use crate::WalletAuth;
+
+/// The router's state: the service, and the bodies this router pre-builds.
+pub(super) struct Edge {
+    pub(super) auth: WalletAuth,
+    pub(super) bodies: Bodies,
+}
+
+pub(super) type EdgeState = Arc<Edge>;
+
+/// The methods the table uses, each both a [`Method`] (to list) and a
+/// [`MethodFilter`] (to route).
+#[derive(Clone, Copy)]
+enum Verb {
+    Get,
+    Post,
+}
+
+impl Verb {
+    fn method(self) -> Method {
+        match self {
+            Verb::Get => Method::GET,
+            Verb::Post => Method::POST,
+        }
+    }
+
+    fn filter(self) -> MethodFilter {
+        match self {
+            Verb::Get => MethodFilter::GET,
+            Verb::Post => MethodFilter::POST,
+        }
+    }
+}
+
+struct Route {
+    verb: Verb,
+    /// Relative to the configured `route_prefix`.
+    path: &'static str,
+    handler: fn(MethodFilter) -> MethodRouter<EdgeState>,
+}
+
+const ROUTES: [Route; 9] = [
+    Route {
+        verb: Verb::Get,
+        path: "/jwks",
+        handler: |m| on(m, handlers::jwks),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/challenge",
+        handler: |m| on(m, handlers::challenge),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/sign-in",
+        handler: |m| on(m, handlers::sign_in),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/refresh",
+        handler: |m| on(m, handlers::refresh),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/login",
+        handler: |m| on(m, handlers::login),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/fleet/sessions",
+        handler: |m| on(m, handlers::fleet_session),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/revoke",
+        handler: |m| on(m, handlers::revoke),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/revoked-jtis",
+        handler: |m| on(m, handlers::revoked_jtis),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/mints",
+        handler: |m| on(m, handlers::mints),
+    },
+];
+
+/// Every route the router serves, as (method, path relative to the
+/// configured `route_prefix`), in the router's own table order. A `GET`
+/// route also answers `HEAD`.
+///
+/// ```
+/// let routes = wallet_auth::http::routes();
+/// assert!(routes.contains(&(axum::http::Method::GET, "/jwks")));
+/// ```
+pub fn routes() -> Vec<(Method, &'static str)> {
+    ROUTES.iter().map(|r| (r.verb.method(), r.path)).collect()
+}
+
+impl WalletAuth {
+    /// The router with every route of SPEC section 1 (see [`routes`]) under
+    /// the configured prefix (default `/api/v1/auth`). Generic over the
+    /// host's state, so a host app can `merge` it (or `nest` it with an
+    /// empty prefix).
+    pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        // Full paths rather than `nest`: one routing step per request, no
+        // prefix stripping on the hot paths.
+        let prefix = self.config().route_prefix.as_str();
+        let edge = Arc::new(Edge {
+            auth: self.clone(),
+            bodies: Bodies::new(self),
+        });
+        ROUTES
+            .iter()
+            .fold(Router::new(), |router, r| {
+                router.route(&format!("{prefix}{}", r.path), (r.handler)(r.verb.filter()))
+            })
+            .method_not_allowed_fallback(handlers::method_not_allowed)
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .with_state(edge)
+    }
+}
