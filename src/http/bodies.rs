@@ -109,3 +109,81 @@ fn gzip(body: &[u8]) -> Result<Bytes, Error> {
         .map(Bytes::from)
         .map_err(|e| Error::Internal(format!("gzip denylist: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::Bodies;
+    use crate::clock::{Clock, ManualClock};
+    use crate::{AccessClaims, AuthConfig, SigningKey, WalletAuth};
+
+    fn auth(clock: &ManualClock) -> WalletAuth {
+        let pem = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/keys/test-rsa-2048.pem"
+        ));
+        WalletAuth::builder(AuthConfig::default())
+            .with_signing_key(SigningKey::from_pem(pem).unwrap())
+            .with_clock(Arc::new(clock.clone()))
+            .build()
+            .unwrap()
+    }
+
+    fn jtis(body: &[u8]) -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["jti"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_poll_body_is_rebuilt_only_on_a_change_or_an_expiry() {
+        let clock = ManualClock::starting_now();
+        let auth = auth(&clock);
+        let bodies = Bodies::new(&auth);
+        let now = clock.now_secs();
+        let op = AccessClaims::new("i", "a", "op", "operator", now, now + 60);
+        auth.revoke(&op, "forever", "", None).await.unwrap();
+        auth.revoke(&op, "soon", "", Some(now + 10)).await.unwrap();
+
+        let first = bodies.revoked_jtis_json(&auth).await.unwrap();
+        assert_eq!(jtis(&first), ["soon", "forever"]);
+        let again = bodies.revoked_jtis_json(&auth).await.unwrap();
+        assert_eq!(first.as_ptr(), again.as_ptr(), "served from the cache");
+
+        // gzip: made once, of the same body.
+        let z = bodies.revoked_jtis_gzip(&auth).await.unwrap();
+        let mut unzipped = Vec::new();
+        flate2::read::GzDecoder::new(&z[..])
+            .read_to_end(&mut unzipped)
+            .unwrap();
+        assert_eq!(unzipped, &first[..]);
+        let z2 = bodies.revoked_jtis_gzip(&auth).await.unwrap();
+        assert_eq!(z.as_ptr(), z2.as_ptr(), "gzip served from the cache");
+
+        // A change to the denylist: rebuilt.
+        auth.revoke(&op, "newest", "", None).await.unwrap();
+        let changed = bodies.revoked_jtis_json(&auth).await.unwrap();
+        assert_eq!(jtis(&changed), ["newest", "soon", "forever"]);
+
+        // An entry expiring: rebuilt without it.
+        clock.advance(Duration::from_secs(10));
+        let expired = bodies.revoked_jtis_json(&auth).await.unwrap();
+        assert_eq!(jtis(&expired), ["newest", "forever"]);
+    }
+
+    #[test]
+    fn the_jwks_document_lists_the_keys() {
+        let auth = auth(&ManualClock::starting_now());
+        let body = Bodies::new(&auth).jwks().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["keys"][0]["kid"], auth.tokens().kid());
+        assert_eq!(v["keys"].as_array().unwrap().len(), auth.jwks().len());
+    }
+}

@@ -137,3 +137,20 @@ impl WalletAuth {
             .with_state(edge)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::routes;
+
+    #[test]
+    fn each_route_is_listed_once_with_a_rooted_path() {
+        let listed = routes();
+        for (i, (method, path)) in listed.iter().enumerate() {
+            assert!(path.starts_with('/') && !path.ends_with('/'), "{path}");
+            assert!(
+                !listed[..i].iter().any(|(m, p)| m == method && p == path),
+                "{method} {path} listed twice"
+            );
+        }
+    }
+}
