@@ -260,7 +260,11 @@ impl AuthConfig {
                 "must not contain \"operator\": the fleet secret would mint operator tokens",
             ));
         }
-        if self.fleet_allowed_roles.iter().any(|r| r == &self.admin_role) {
+        if self
+            .fleet_allowed_roles
+            .iter()
+            .any(|r| r == &self.admin_role)
+        {
             return Err(ConfigError::invalid(
                 "admin_role",
                 format!(
@@ -449,17 +453,29 @@ mod tests {
                 |c| c.access_token_expire_minutes = 525_601,
                 "access_token_expire_minutes",
             ),
-            (|c| c.refresh_token_expire_days = 0, "refresh_token_expire_days"),
+            (
+                |c| c.refresh_token_expire_days = 0,
+                "refresh_token_expire_days",
+            ),
             (
                 |c| c.refresh_token_expire_days = 3651,
                 "refresh_token_expire_days",
             ),
             (|c| c.challenge_ttl_seconds = 0, "challenge_ttl_seconds"),
             (|c| c.challenge_ttl_seconds = 3601, "challenge_ttl_seconds"),
-            (|c| c.challenge_max_outstanding = 0, "challenge_max_outstanding"),
-            (|c| c.mint_audit_max_in_memory = 0, "mint_audit_max_in_memory"),
+            (
+                |c| c.challenge_max_outstanding = 0,
+                "challenge_max_outstanding",
+            ),
+            (
+                |c| c.mint_audit_max_in_memory = 0,
+                "mint_audit_max_in_memory",
+            ),
             (|c| c.fleet_max_ttl_seconds = 59, "fleet_max_ttl_seconds"),
-            (|c| c.fleet_session_ttl_seconds = 0, "fleet_session_ttl_seconds"),
+            (
+                |c| c.fleet_session_ttl_seconds = 0,
+                "fleet_session_ttl_seconds",
+            ),
             (|c| c.route_prefix = "auth".into(), "route_prefix"),
             (|c| c.route_prefix = "/auth/".into(), "route_prefix"),
             (
@@ -583,7 +599,10 @@ mod tests {
         for secret in ["correct horse", "fleet-secret", "hunter2", "127.0.0.1"] {
             assert!(!debug.contains(secret), "{secret} in {debug}");
         }
-        assert!(debug.contains("admin_password: Some(<redacted>)"), "{debug}");
+        assert!(
+            debug.contains("admin_password: Some(<redacted>)"),
+            "{debug}"
+        );
         assert!(debug.contains("fleet_mint_secret: <redacted>"), "{debug}");
         assert!(debug.contains("redis_url: <redacted>"), "{debug}");
         // Unset stays visibly unset.

@@ -146,3 +146,63 @@ impl<T: MintAuditStore + ?Sized> MintAuditStore for Arc<T> {
         T::group_commit(Arc::clone(&*self))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store that keeps the defaults.
+    struct Plain;
+
+    #[async_trait]
+    impl MintAuditStore for Plain {
+        async fn append(&self, _: Vec<MintRecord>) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn recent(&self, _: usize) -> Result<Vec<MintRecord>, StoreError> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn rec(jti: &str) -> MintRecord {
+        MintRecord {
+            jti: jti.into(),
+            sub: "s".into(),
+            role: "wallet".into(),
+            iat: 0,
+            exp: 600,
+            kind: "access".into(),
+            scope: String::new(),
+            agent_id: String::new(),
+            session_id: String::new(),
+        }
+    }
+
+    #[test]
+    fn group_commit_is_the_crates_own_and_survives_arc_wrapping() {
+        let plain: Arc<dyn MintAuditStore> = Arc::new(Plain);
+        assert!(plain.group_commit().is_none());
+        let memory: Arc<dyn MintAuditStore> = Arc::new(MemoryMintAuditStore::new(4));
+        assert!(memory.group_commit().is_some());
+        let wrapped: Arc<dyn MintAuditStore> = Arc::new(Arc::new(MemoryMintAuditStore::new(4)));
+        assert!(wrapped.group_commit().is_some());
+        let wrapped_plain: Arc<dyn MintAuditStore> = Arc::new(Arc::new(Plain));
+        assert!(wrapped_plain.group_commit().is_none());
+    }
+
+    #[test]
+    fn the_memory_store_answers_on_the_calling_thread() {
+        let store = Arc::new(MemoryMintAuditStore::new(4));
+        let group = Arc::clone(&store).group_commit().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        group.append_then(
+            vec![rec("a"), rec("b")],
+            group.announce(),
+            Box::new(move |outcome| tx.send(outcome.is_ok()).unwrap()),
+        );
+        // Already answered: no other thread was involved.
+        assert_eq!(rx.try_recv(), Ok(true));
+        let jtis: Vec<_> = store.newest(10).into_iter().map(|r| r.jti).collect();
+        assert_eq!(jtis, ["b", "a"]);
+    }
+}
