@@ -193,7 +193,7 @@ fn prepare_admin(args: &Args, config: &mut AuthConfig) -> Result<(), String> {
     if path.exists() {
         let hash = std::fs::read_to_string(&path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        config.admin_password = Some(hash.trim().to_string());
+        config.admin_password = Some(hash.trim().into());
         tracing::info!(path = %path.display(), "loaded the admin password hash");
         return Ok(());
     }
@@ -207,7 +207,7 @@ fn prepare_admin(args: &Args, config: &mut AuthConfig) -> Result<(), String> {
         config.admin_email,
         password
     );
-    config.admin_password = Some(hash);
+    config.admin_password = Some(hash.into());
     Ok(())
 }
 

@@ -1,13 +1,23 @@
 //! `AuthConfig`: plain data with the names and defaults of pico-server-auth's
-//! `server_auth:` tree (SPEC section 5).
+//! `server_auth:` tree (SPEC section 5), its checks
+//! ([`AuthConfig::validate`]), and [`Secret`], the redacting string its
+//! secrets are kept in.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use crate::wallet::Algorithm;
+use crate::ConfigError;
 
 /// The router's configuration. Plain data: build it with
 /// `AuthConfig { issuer: ..., ..Default::default() }` or deserialize it.
 /// [`crate::WalletAuth::builder`] checks it once and refuses a bad value with a
-/// [`crate::ConfigError`] naming the field.
-#[derive(Clone, Serialize, Deserialize, PartialEq)]
+/// [`crate::ConfigError`] naming the field (see [`AuthConfig::validate`]).
+///
+/// `Debug` shows no secret: `admin_password`, `fleet_mint_secret` and
+/// `redis_url` are [`Secret`]s.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct AuthConfig {
     /// `iss` of every token, and the base URL consumers fetch JWKS from.
@@ -28,13 +38,15 @@ pub struct AuthConfig {
     pub admin_email: String,
     /// The admin password: a PHC argon2 hash (preferred) or a plain password
     /// (hashed at start-up). No default.
-    pub admin_password: Option<String>,
+    pub admin_password: Option<Secret>,
     /// The role carried by the bootstrap admin's tokens.
     pub admin_role: String,
     /// Wallet algorithms accepted at `/sign-in`.
     pub supported_wallet_algorithms: Vec<String>,
-    /// The `X-Fleet-Secret` value; empty disables `/fleet/sessions`.
-    pub fleet_mint_secret: String,
+    /// The `X-Fleet-Secret` value; empty disables `/fleet/sessions`. At
+    /// least 16 bytes when set (32 or more recommended: shorter is warned
+    /// about).
+    pub fleet_mint_secret: Secret,
     /// Default fleet session lifetime in seconds.
     pub fleet_session_ttl_seconds: u64,
     /// Upper bound for a fleet session's lifetime in seconds.
@@ -60,8 +72,9 @@ pub struct AuthConfig {
     /// `redis://` URL of a Redis shared by several instances (feature
     /// `redis`); empty keeps memory and files. The library does not connect
     /// by itself: a caller that sets it opens `RedisStores` and passes the
-    /// three stores to the builder (the standalone server does).
-    pub redis_url: String,
+    /// three stores to the builder (the standalone server does). A
+    /// [`Secret`], since it may carry a password.
+    pub redis_url: Secret,
 }
 
 impl Default for AuthConfig {
@@ -82,7 +95,7 @@ impl Default for AuthConfig {
                 "Ed25519".into(),
                 "secp256k1".into(),
             ],
-            fleet_mint_secret: String::new(),
+            fleet_mint_secret: Secret::default(),
             fleet_session_ttl_seconds: 86_400,
             fleet_max_ttl_seconds: 100 * 365 * 86_400,
             fleet_allowed_roles: vec!["agent".into(), "service".into()],
@@ -94,66 +107,533 @@ impl Default for AuthConfig {
             signing_key_path: None,
             challenge_max_outstanding: 1_000_000,
             route_prefix: "/api/v1/auth".into(),
-            redis_url: String::new(),
+            redis_url: Secret::default(),
         }
     }
 }
 
-impl std::fmt::Debug for AuthConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Secrets are redacted.
-        f.debug_struct("AuthConfig")
-            .field("issuer", &self.issuer)
-            .field("audience", &self.audience)
-            .field("algorithm", &self.algorithm)
-            .field(
+/// Shortest `fleet_mint_secret` accepted, in bytes.
+const FLEET_SECRET_MIN_LEN: usize = 16;
+/// Shortest `fleet_mint_secret` accepted without a warning, in bytes.
+const FLEET_SECRET_GOOD_LEN: usize = 32;
+
+/// The role that opens the operator surface; never a fleet role.
+const OPERATOR_ROLE: &str = "operator";
+/// The role of every wallet sign-in.
+const WALLET_ROLE: &str = "wallet";
+
+impl AuthConfig {
+    /// Checks every field; [`crate::WalletAuth::builder`]'s `build` calls it.
+    /// Logs a warning (`tracing`) for a `fleet_mint_secret` shorter than 32
+    /// bytes.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the first field at fault: a value out
+    /// of range, an unknown wallet algorithm, or a role guardrail (the
+    /// admin role may not be `wallet` nor a fleet role; fleet roles may not
+    /// include `operator` or the admin role; a fleet secret is at least 16
+    /// bytes).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.algorithm != "RS256" {
+            return Err(ConfigError::invalid(
+                "algorithm",
+                format!("only RS256 is supported, got {:?}", self.algorithm),
+            ));
+        }
+        if self.issuer.trim().is_empty() {
+            return Err(ConfigError::invalid("issuer", "must not be empty"));
+        }
+        if self.audience.trim().is_empty() {
+            return Err(ConfigError::invalid("audience", "must not be empty"));
+        }
+        if self.access_token_expire_minutes == 0 || self.access_token_expire_minutes > 525_600 {
+            return Err(ConfigError::invalid(
                 "access_token_expire_minutes",
-                &self.access_token_expire_minutes,
-            )
-            .field("refresh_token_expire_days", &self.refresh_token_expire_days)
-            .field("challenge_ttl_seconds", &self.challenge_ttl_seconds)
-            .field("auto_create_admin", &self.auto_create_admin)
-            .field("admin_email", &self.admin_email)
-            .field(
-                "admin_password",
-                &self.admin_password.as_ref().map(|_| "<redacted>"),
-            )
-            .field("admin_role", &self.admin_role)
-            .field(
+                "must be between 1 and 525600",
+            ));
+        }
+        if self.refresh_token_expire_days == 0 || self.refresh_token_expire_days > 3650 {
+            return Err(ConfigError::invalid(
+                "refresh_token_expire_days",
+                "must be between 1 and 3650",
+            ));
+        }
+        if self.challenge_ttl_seconds == 0 || self.challenge_ttl_seconds > 3600 {
+            return Err(ConfigError::invalid(
+                "challenge_ttl_seconds",
+                "must be between 1 and 3600",
+            ));
+        }
+        if self.challenge_max_outstanding == 0 {
+            return Err(ConfigError::invalid(
+                "challenge_max_outstanding",
+                "must be at least 1",
+            ));
+        }
+        if self.mint_audit_max_in_memory == 0 {
+            return Err(ConfigError::invalid(
+                "mint_audit_max_in_memory",
+                "must be at least 1",
+            ));
+        }
+        let fleet_min_ttl = crate::auth::FLEET_MIN_TTL;
+        if self.fleet_max_ttl_seconds < fleet_min_ttl {
+            return Err(ConfigError::invalid(
+                "fleet_max_ttl_seconds",
+                format!("must be at least {fleet_min_ttl}"),
+            ));
+        }
+        if self.fleet_session_ttl_seconds == 0 {
+            return Err(ConfigError::invalid(
+                "fleet_session_ttl_seconds",
+                "must be at least 1",
+            ));
+        }
+        if !self.route_prefix.is_empty()
+            && (!self.route_prefix.starts_with('/') || self.route_prefix.ends_with('/'))
+        {
+            return Err(ConfigError::invalid(
+                "route_prefix",
+                "must start with '/' and not end with '/' (or be empty)",
+            ));
+        }
+        if self.auto_create_admin && self.admin_email.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                "admin_email",
+                "must not be empty when auto_create_admin is on",
+            ));
+        }
+        if self.admin_role.trim().is_empty() {
+            return Err(ConfigError::invalid("admin_role", "must not be empty"));
+        }
+        self.wallet_algorithms()?;
+        if self.fleet_allowed_roles.iter().any(|r| r.trim().is_empty()) {
+            return Err(ConfigError::invalid(
+                "fleet_allowed_roles",
+                "roles must not be empty",
+            ));
+        }
+        self.check_roles()?;
+        self.check_fleet_secret()
+    }
+
+    /// The distinct wallet algorithms of `supported_wallet_algorithms`, in
+    /// their order.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming `supported_wallet_algorithms` for an
+    /// unknown name or an empty list.
+    pub fn wallet_algorithms(&self) -> Result<Vec<Algorithm>, ConfigError> {
+        let mut algorithms = Vec::new();
+        for name in &self.supported_wallet_algorithms {
+            let alg: Algorithm = name.parse().map_err(|_| {
+                ConfigError::invalid(
+                    "supported_wallet_algorithms",
+                    format!("unknown algorithm {name:?} (known: ML-DSA-65, Ed25519, secp256k1)"),
+                )
+            })?;
+            if !algorithms.contains(&alg) {
+                algorithms.push(alg);
+            }
+        }
+        if algorithms.is_empty() {
+            return Err(ConfigError::invalid(
                 "supported_wallet_algorithms",
-                &self.supported_wallet_algorithms,
-            )
-            .field(
+                "must name at least one algorithm",
+            ));
+        }
+        Ok(algorithms)
+    }
+
+    /// The role guardrails: a wallet never signs in as the admin, and the
+    /// fleet secret never mints an operator or admin token.
+    fn check_roles(&self) -> Result<(), ConfigError> {
+        if self.admin_role == WALLET_ROLE {
+            return Err(ConfigError::invalid(
+                "admin_role",
+                "must not be \"wallet\": every wallet sign-in carries that role",
+            ));
+        }
+        if self.fleet_allowed_roles.iter().any(|r| r == OPERATOR_ROLE) {
+            return Err(ConfigError::invalid(
+                "fleet_allowed_roles",
+                "must not contain \"operator\": the fleet secret would mint operator tokens",
+            ));
+        }
+        if self
+            .fleet_allowed_roles
+            .iter()
+            .any(|r| r == &self.admin_role)
+        {
+            return Err(ConfigError::invalid(
+                "admin_role",
+                format!(
+                    "{:?} is also in fleet_allowed_roles: the fleet secret would mint admin tokens",
+                    self.admin_role
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses a set `fleet_mint_secret` shorter than 16 bytes; warns about
+    /// one shorter than 32.
+    fn check_fleet_secret(&self) -> Result<(), ConfigError> {
+        let len = self.fleet_mint_secret.len();
+        if len == 0 {
+            return Ok(());
+        }
+        if len < FLEET_SECRET_MIN_LEN {
+            return Err(ConfigError::invalid(
                 "fleet_mint_secret",
-                &if self.fleet_mint_secret.is_empty() {
-                    ""
-                } else {
-                    "<redacted>"
+                format!("must be at least {FLEET_SECRET_MIN_LEN} bytes (or empty to disable /fleet/sessions), got {len}"),
+            ));
+        }
+        if len < FLEET_SECRET_GOOD_LEN {
+            tracing::warn!(
+                len,
+                "fleet_mint_secret is shorter than {FLEET_SECRET_GOOD_LEN} bytes: use a random secret of 32 bytes or more"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A secret string of the configuration (a password, a shared secret, a URL
+/// that may carry a password).
+///
+/// - `Debug` prints `<redacted>` (an empty secret prints `""`, so that a
+///   missing value stays visible); there is no `Display`.
+/// - The bytes are zeroized when it is dropped.
+/// - Two secrets compare in constant time (their lengths excepted).
+/// - It deserializes from, and serializes to, a plain string, so that a
+///   configuration file reads as before.
+///
+/// It derefs to `str` for the code that uses the value; prefer
+/// [`expose_secret`](Secret::expose_secret), which says so.
+///
+/// # Security
+/// Serializing an [`AuthConfig`] writes its secrets in clear: do not log a
+/// serialized configuration.
+///
+/// ```
+/// use wallet_auth::config::Secret;
+///
+/// let secret = Secret::from("correct horse battery staple");
+/// assert_eq!(format!("{secret:?}"), "<redacted>");
+/// assert_eq!(format!("{:?}", Secret::default()), "\"\"");
+/// assert_eq!(secret.expose_secret(), "correct horse battery staple");
+/// ```
+#[derive(Clone, Default)]
+pub struct Secret(Zeroizing<String>);
+
+impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(Zeroizing::new(value.into()))
+    }
+
+    /// The secret itself.
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Secret {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self::new(value)
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self::new(value)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("\"\"")
+        } else {
+            f.write_str("<redacted>")
+        }
+    }
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
+}
+
+impl Eq for Secret {}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Self::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// The field a refusal names.
+    fn refused(config: &AuthConfig) -> &'static str {
+        match config.validate() {
+            Err(ConfigError::Invalid { field, .. }) => field,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    /// What `validate` logs, and its outcome.
+    fn logs_of(config: &AuthConfig) -> (String, Result<(), ConfigError>) {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::WARN)
+            .with_writer(move || writer.clone())
+            .finish();
+        let outcome = tracing::subscriber::with_default(subscriber, || config.validate());
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        (text, outcome)
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        AuthConfig::default().validate().unwrap();
+        assert_eq!(
+            AuthConfig::default().wallet_algorithms().unwrap(),
+            [Algorithm::MlDsa65, Algorithm::Ed25519, Algorithm::Secp256k1]
+        );
+    }
+
+    #[test]
+    fn each_existing_check_names_its_field() {
+        type Change = fn(&mut AuthConfig);
+        let cases: &[(Change, &str)] = &[
+            (|c| c.algorithm = "HS256".into(), "algorithm"),
+            (|c| c.issuer = " ".into(), "issuer"),
+            (|c| c.audience = String::new(), "audience"),
+            (
+                |c| c.access_token_expire_minutes = 0,
+                "access_token_expire_minutes",
+            ),
+            (
+                |c| c.access_token_expire_minutes = 525_601,
+                "access_token_expire_minutes",
+            ),
+            (
+                |c| c.refresh_token_expire_days = 0,
+                "refresh_token_expire_days",
+            ),
+            (
+                |c| c.refresh_token_expire_days = 3651,
+                "refresh_token_expire_days",
+            ),
+            (|c| c.challenge_ttl_seconds = 0, "challenge_ttl_seconds"),
+            (|c| c.challenge_ttl_seconds = 3601, "challenge_ttl_seconds"),
+            (
+                |c| c.challenge_max_outstanding = 0,
+                "challenge_max_outstanding",
+            ),
+            (
+                |c| c.mint_audit_max_in_memory = 0,
+                "mint_audit_max_in_memory",
+            ),
+            (|c| c.fleet_max_ttl_seconds = 59, "fleet_max_ttl_seconds"),
+            (
+                |c| c.fleet_session_ttl_seconds = 0,
+                "fleet_session_ttl_seconds",
+            ),
+            (|c| c.route_prefix = "auth".into(), "route_prefix"),
+            (|c| c.route_prefix = "/auth/".into(), "route_prefix"),
+            (
+                |c| {
+                    c.auto_create_admin = true;
+                    c.admin_email = " ".into();
                 },
-            )
-            .field("fleet_session_ttl_seconds", &self.fleet_session_ttl_seconds)
-            .field("fleet_max_ttl_seconds", &self.fleet_max_ttl_seconds)
-            .field("fleet_allowed_roles", &self.fleet_allowed_roles)
-            .field("revocation_store_path", &self.revocation_store_path)
-            .field("mint_audit_path", &self.mint_audit_path)
-            .field(
-                "mint_audit_min_ttl_seconds",
-                &self.mint_audit_min_ttl_seconds,
-            )
-            .field("mint_audit_max_in_memory", &self.mint_audit_max_in_memory)
-            .field("mint_audit_fail_closed", &self.mint_audit_fail_closed)
-            .field("signing_key_path", &self.signing_key_path)
-            .field("challenge_max_outstanding", &self.challenge_max_outstanding)
-            .field("route_prefix", &self.route_prefix)
-            .field(
-                "redis_url",
-                // The URL may carry a password.
-                &if self.redis_url.is_empty() {
-                    ""
-                } else {
-                    "<redacted>"
-                },
-            )
-            .finish()
+                "admin_email",
+            ),
+            (|c| c.admin_role = " ".into(), "admin_role"),
+            (
+                |c| c.supported_wallet_algorithms = vec!["RSA".into()],
+                "supported_wallet_algorithms",
+            ),
+            (
+                |c| c.supported_wallet_algorithms = vec![],
+                "supported_wallet_algorithms",
+            ),
+            (
+                |c| c.fleet_allowed_roles = vec!["agent".into(), String::new()],
+                "fleet_allowed_roles",
+            ),
+        ];
+        for (i, (change, field)) in cases.iter().enumerate() {
+            let mut config = AuthConfig::default();
+            change(&mut config);
+            assert_eq!(refused(&config), *field, "case {i}");
+        }
+        // Boundaries that pass, and an empty prefix.
+        let config = AuthConfig {
+            access_token_expire_minutes: 525_600,
+            refresh_token_expire_days: 3650,
+            challenge_ttl_seconds: 3600,
+            fleet_max_ttl_seconds: 60,
+            route_prefix: String::new(),
+            supported_wallet_algorithms: vec!["Ed25519".into(), "Ed25519".into()],
+            ..AuthConfig::default()
+        };
+        config.validate().unwrap();
+        assert_eq!(config.wallet_algorithms().unwrap(), [Algorithm::Ed25519]);
+    }
+
+    #[test]
+    fn the_admin_role_may_not_be_wallet() {
+        let config = AuthConfig {
+            admin_role: "wallet".into(),
+            ..AuthConfig::default()
+        };
+        assert_eq!(refused(&config), "admin_role");
+    }
+
+    #[test]
+    fn the_admin_role_may_not_be_a_fleet_role() {
+        let config = AuthConfig {
+            admin_role: "admin".into(),
+            fleet_allowed_roles: vec!["agent".into(), "admin".into()],
+            ..AuthConfig::default()
+        };
+        assert_eq!(refused(&config), "admin_role");
+        AuthConfig {
+            admin_role: "admin".into(),
+            ..AuthConfig::default()
+        }
+        .validate()
+        .unwrap();
+    }
+
+    #[test]
+    fn fleet_roles_may_not_include_operator() {
+        let config = AuthConfig {
+            admin_role: "admin".into(),
+            fleet_allowed_roles: vec!["agent".into(), "operator".into()],
+            ..AuthConfig::default()
+        };
+        assert_eq!(refused(&config), "fleet_allowed_roles");
+        // With the default admin role, "operator" is refused as a fleet role
+        // before it is found to be the admin's.
+        let config = AuthConfig {
+            fleet_allowed_roles: vec!["operator".into()],
+            ..AuthConfig::default()
+        };
+        assert_eq!(refused(&config), "fleet_allowed_roles");
+    }
+
+    #[test]
+    fn a_fleet_secret_under_16_bytes_is_refused() {
+        let config = AuthConfig {
+            fleet_mint_secret: "x".repeat(15).into(),
+            ..AuthConfig::default()
+        };
+        assert_eq!(refused(&config), "fleet_mint_secret");
+        let Err(e) = config.validate() else {
+            unreachable!()
+        };
+        assert!(!e.to_string().contains(&"x".repeat(15)), "{e}");
+    }
+
+    #[test]
+    fn a_fleet_secret_under_32_bytes_is_warned_about() {
+        for (len, warned) in [(0, false), (16, true), (31, true), (32, false)] {
+            let config = AuthConfig {
+                fleet_mint_secret: "x".repeat(len).into(),
+                ..AuthConfig::default()
+            };
+            let (logs, outcome) = logs_of(&config);
+            outcome.unwrap();
+            assert_eq!(logs.contains("fleet_mint_secret"), warned, "{len}: {logs}");
+            assert!(!logs.contains(&"x".repeat(16)), "{logs}");
+        }
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let config = AuthConfig {
+            admin_password: Some("correct horse battery staple".into()),
+            fleet_mint_secret: "fleet-secret-0123456789abcdef-xyz".into(),
+            redis_url: "redis://:hunter2@127.0.0.1:6379".into(),
+            ..AuthConfig::default()
+        };
+        let debug = format!("{config:?}");
+        for secret in ["correct horse", "fleet-secret", "hunter2", "127.0.0.1"] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        assert!(
+            debug.contains("admin_password: Some(<redacted>)"),
+            "{debug}"
+        );
+        assert!(debug.contains("fleet_mint_secret: <redacted>"), "{debug}");
+        assert!(debug.contains("redis_url: <redacted>"), "{debug}");
+        // Unset stays visibly unset.
+        let debug = format!("{:?}", AuthConfig::default());
+        assert!(debug.contains("admin_password: None"), "{debug}");
+        assert!(debug.contains("fleet_mint_secret: \"\""), "{debug}");
+        assert!(debug.contains("redis_url: \"\""), "{debug}");
+    }
+
+    #[test]
+    fn secrets_read_and_write_plain_strings() {
+        let config: AuthConfig = serde_json::from_value(serde_json::json!({
+            "admin_password": "pw",
+            "fleet_mint_secret": "0123456789abcdef",
+            "redis_url": "redis://h",
+        }))
+        .unwrap();
+        assert_eq!(config.admin_password.as_deref(), Some("pw"));
+        assert_eq!(config.fleet_mint_secret.expose_secret(), "0123456789abcdef");
+        assert_eq!(&*config.redis_url, "redis://h");
+        let back = serde_json::to_value(&config).unwrap();
+        assert_eq!(back["fleet_mint_secret"], "0123456789abcdef");
+        assert_eq!(serde_json::from_value::<AuthConfig>(back).unwrap(), config);
+        assert!(serde_json::from_value::<Secret>(serde_json::json!(7)).is_err());
+    }
+
+    #[test]
+    fn secrets_compare_by_value() {
+        assert_eq!(Secret::from("abc"), Secret::from(String::from("abc")));
+        assert_ne!(Secret::from("abc"), Secret::from("abd"));
+        assert_ne!(Secret::from("abc"), Secret::from("abcd"));
+        assert_eq!(Secret::default(), Secret::from(""));
     }
 }

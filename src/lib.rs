@@ -53,9 +53,7 @@ pub mod token;
 pub mod wallet;
 mod work;
 
-pub use audit::{
-    AppendThen, JsonlMintAuditStore, MemoryMintAuditStore, MintAuditStore, MintRecord,
-};
+pub use audit::{JsonlMintAuditStore, MemoryMintAuditStore, MintAuditStore, MintRecord};
 pub use auth::{
     FleetRequest, FleetSession, Gate, MintView, RevokedJtis, SignInRequest, SignInResponse,
     TokenPair, WalletAuth, WalletAuthBuilder, MAX_ADDRESS_LEN,

@@ -14,6 +14,9 @@ use common::Wallet;
 use serde_json::json;
 use wallet_auth::AuthConfig;
 
+/// A fleet secret long enough to pass the configuration check.
+const FLEET_SECRET: &str = "durability-fleet-secret";
+
 #[tokio::test]
 async fn pico_files_load_and_are_served() {
     let dir = tempfile::tempdir().unwrap();
@@ -25,14 +28,14 @@ async fn pico_files_load_and_are_served() {
     let app = common::app(AuthConfig {
         revocation_store_path: revocations.to_string_lossy().into(),
         mint_audit_path: mints.to_string_lossy().into(),
-        fleet_mint_secret: "s".into(),
+        fleet_mint_secret: FLEET_SECRET.into(),
         ..Default::default()
     });
     let svc = app
         .post_with(
             "/fleet/sessions",
             json!({"session_id":"x","agent_id":"y","role":"service"}),
-            &[("x-fleet-secret", "s")],
+            &[("x-fleet-secret", FLEET_SECRET)],
         )
         .await;
     let svc = svc.body["session_token"].as_str().unwrap().to_string();

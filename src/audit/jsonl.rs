@@ -2,13 +2,12 @@
 //! memory.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use std::sync::Arc;
-
-use super::{Announcement, AppendThen, MemoryMintAuditStore, MintAuditStore, MintRecord};
-use crate::jsonl::{self, JsonlWriter};
+use super::{GroupCommit, MemoryMintAuditStore, MintAuditStore, MintRecord};
+use crate::jsonl::{self, Announcement, AppendDone, JsonlWriter};
 use crate::StoreError;
 
 /// The mint audit in a JSON Lines file (pico-server-auth's format); the file
@@ -64,39 +63,38 @@ impl JsonlMintAuditStore {
 #[async_trait]
 impl MintAuditStore for JsonlMintAuditStore {
     async fn append(&self, records: Vec<MintRecord>) -> Result<(), StoreError> {
-        self.append_announced(records, Announcement::none()).await
-    }
-
-    fn announce(&self) -> Announcement {
-        self.writer.announce()
-    }
-
-    async fn append_announced(
-        &self,
-        records: Vec<MintRecord>,
-        announcement: Announcement,
-    ) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
         }
-        self.writer
-            .append_records_announced(&records, announcement)
-            .await?;
+        self.writer.append_records(&records).await?;
         self.ring.push(records);
         Ok(())
     }
 
-    fn append_then(&self, append: AppendThen) -> Option<AppendThen> {
-        let AppendThen {
-            records,
-            announcement,
-            done,
-        } = append;
+    async fn recent(&self, limit: usize) -> Result<Vec<MintRecord>, StoreError> {
+        Ok(self.ring.newest(limit))
+    }
+
+    fn group_commit(self: Arc<Self>) -> Option<Arc<dyn GroupCommit>> {
+        Some(self)
+    }
+}
+
+/// The writer's group commit: a batch about to be fsync'd waits briefly for
+/// announced records, and the writer thread calls back once they are on
+/// disk (and in memory).
+impl GroupCommit for JsonlMintAuditStore {
+    fn announce(&self) -> Announcement {
+        self.writer.announce()
+    }
+
+    fn append_then(&self, records: Vec<MintRecord>, announcement: Announcement, done: AppendDone) {
         let lines = match jsonl::serialize_lines(&records) {
             Ok(lines) => lines,
             Err(e) => {
+                drop(announcement);
                 done(Err(e));
-                return None;
+                return;
             }
         };
         let ring = Arc::clone(&self.ring);
@@ -110,11 +108,6 @@ impl MintAuditStore for JsonlMintAuditStore {
                 done(outcome);
             }),
         );
-        None
-    }
-
-    async fn recent(&self, limit: usize) -> Result<Vec<MintRecord>, StoreError> {
-        Ok(self.ring.newest(limit))
     }
 }
 
@@ -162,10 +155,13 @@ mod tests {
         let store = Arc::new(JsonlMintAuditStore::open(&path, 10).unwrap());
         let (tx, rx) = std::sync::mpsc::channel();
         let seen = Arc::clone(&store);
-        let back = store.append_then(AppendThen {
-            records: vec![rec(1), rec(2)],
-            announcement: store.announce(),
-            done: Box::new(move |outcome| {
+        let group = Arc::clone(&store)
+            .group_commit()
+            .expect("the JSONL store has group commit");
+        group.append_then(
+            vec![rec(1), rec(2)],
+            group.announce(),
+            Box::new(move |outcome| {
                 // By the callback, the records are on disk and in memory.
                 let on_disk = jsonl::load::<MintRecord>(seen.writer().path())
                     .unwrap()
@@ -173,8 +169,7 @@ mod tests {
                 tx.send((outcome.is_ok(), on_disk, seen.ring.newest(10).len()))
                     .unwrap();
             }),
-        });
-        assert!(back.is_none(), "the JSONL store appends from any thread");
+        );
         let got = rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap();
         assert_eq!(got, (true, 2, 2));
     }

@@ -1,11 +1,12 @@
 //! The in-memory mint audit: a bounded ring of the newest records.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use super::{AppendThen, MintAuditStore, MintRecord};
+use super::{GroupCommit, MintAuditStore, MintRecord};
+use crate::jsonl::{Announcement, AppendDone};
 use crate::StoreError;
 
 /// The newest `cap` mint records in memory; also the window the JSON Lines
@@ -50,14 +51,25 @@ impl MintAuditStore for MemoryMintAuditStore {
         Ok(())
     }
 
-    fn append_then(&self, append: AppendThen) -> Option<AppendThen> {
-        self.push(append.records);
-        drop(append.announcement);
-        (append.done)(Ok(()));
-        None
-    }
-
     async fn recent(&self, limit: usize) -> Result<Vec<MintRecord>, StoreError> {
         Ok(self.newest(limit))
+    }
+
+    fn group_commit(self: Arc<Self>) -> Option<Arc<dyn GroupCommit>> {
+        Some(self)
+    }
+}
+
+/// Nothing to batch: the CPU thread that signed pushes the records and
+/// answers at once, so the request's task is woken once.
+impl GroupCommit for MemoryMintAuditStore {
+    fn announce(&self) -> Announcement {
+        Announcement::none()
+    }
+
+    fn append_then(&self, records: Vec<MintRecord>, announcement: Announcement, done: AppendDone) {
+        self.push(records);
+        drop(announcement);
+        done(Ok(()));
     }
 }

@@ -50,105 +50,6 @@ impl WalletAuth {
     }
 }
 
-fn validate_config(c: &AuthConfig) -> Result<Vec<Algorithm>, ConfigError> {
-    if c.algorithm != "RS256" {
-        return Err(ConfigError::invalid(
-            "algorithm",
-            format!("only RS256 is supported, got {:?}", c.algorithm),
-        ));
-    }
-    if c.issuer.trim().is_empty() {
-        return Err(ConfigError::invalid("issuer", "must not be empty"));
-    }
-    if c.audience.trim().is_empty() {
-        return Err(ConfigError::invalid("audience", "must not be empty"));
-    }
-    if c.access_token_expire_minutes == 0 || c.access_token_expire_minutes > 525_600 {
-        return Err(ConfigError::invalid(
-            "access_token_expire_minutes",
-            "must be between 1 and 525600",
-        ));
-    }
-    if c.refresh_token_expire_days == 0 || c.refresh_token_expire_days > 3650 {
-        return Err(ConfigError::invalid(
-            "refresh_token_expire_days",
-            "must be between 1 and 3650",
-        ));
-    }
-    if c.challenge_ttl_seconds == 0 || c.challenge_ttl_seconds > 3600 {
-        return Err(ConfigError::invalid(
-            "challenge_ttl_seconds",
-            "must be between 1 and 3600",
-        ));
-    }
-    if c.challenge_max_outstanding == 0 {
-        return Err(ConfigError::invalid(
-            "challenge_max_outstanding",
-            "must be at least 1",
-        ));
-    }
-    if c.mint_audit_max_in_memory == 0 {
-        return Err(ConfigError::invalid(
-            "mint_audit_max_in_memory",
-            "must be at least 1",
-        ));
-    }
-    if c.fleet_max_ttl_seconds < FLEET_MIN_TTL {
-        return Err(ConfigError::invalid(
-            "fleet_max_ttl_seconds",
-            format!("must be at least {FLEET_MIN_TTL}"),
-        ));
-    }
-    if c.fleet_session_ttl_seconds == 0 {
-        return Err(ConfigError::invalid(
-            "fleet_session_ttl_seconds",
-            "must be at least 1",
-        ));
-    }
-    if !c.route_prefix.is_empty()
-        && (!c.route_prefix.starts_with('/') || c.route_prefix.ends_with('/'))
-    {
-        return Err(ConfigError::invalid(
-            "route_prefix",
-            "must start with '/' and not end with '/' (or be empty)",
-        ));
-    }
-    if c.auto_create_admin && c.admin_email.trim().is_empty() {
-        return Err(ConfigError::invalid(
-            "admin_email",
-            "must not be empty when auto_create_admin is on",
-        ));
-    }
-    if c.admin_role.trim().is_empty() {
-        return Err(ConfigError::invalid("admin_role", "must not be empty"));
-    }
-    let mut algorithms = Vec::new();
-    for name in &c.supported_wallet_algorithms {
-        let alg: Algorithm = name.parse().map_err(|_| {
-            ConfigError::invalid(
-                "supported_wallet_algorithms",
-                format!("unknown algorithm {name:?} (known: ML-DSA-65, Ed25519, secp256k1)"),
-            )
-        })?;
-        if !algorithms.contains(&alg) {
-            algorithms.push(alg);
-        }
-    }
-    if algorithms.is_empty() {
-        return Err(ConfigError::invalid(
-            "supported_wallet_algorithms",
-            "must name at least one algorithm",
-        ));
-    }
-    if c.fleet_allowed_roles.iter().any(|r| r.trim().is_empty()) {
-        return Err(ConfigError::invalid(
-            "fleet_allowed_roles",
-            "roles must not be empty",
-        ));
-    }
-    Ok(algorithms)
-}
-
 impl WalletAuthBuilder {
     /// Uses `store` for challenges instead of the in-memory default.
     pub fn with_challenge_store(mut self, store: Arc<dyn ChallengeStore>) -> Self {
@@ -227,7 +128,8 @@ impl WalletAuthBuilder {
     pub fn build(self) -> Result<WalletAuth, ConfigError> {
         crate::install_crypto_provider();
         let config = self.config;
-        let algorithms = validate_config(&config)?;
+        config.validate()?;
+        let algorithms = config.wallet_algorithms()?;
         let clock: SharedClock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
 
         let key = match (self.signing_key, &config.signing_key_path) {

@@ -8,7 +8,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::{Inner, WalletAuth};
-use crate::audit::{AppendThen, MintRecord};
+use crate::audit::MintRecord;
 use crate::token::{new_jti, AccessClaims, RefreshClaims, TokenError};
 use crate::{Error, StoreError};
 
@@ -85,11 +85,12 @@ impl WalletAuth {
     /// returns what `mint` made once the records are durable (or, failing
     /// open, once their write failed).
     ///
-    /// The records are announced before the mint starts, so that a group
-    /// commit can wait for them, and queued by the CPU thread as soon as
-    /// the mint is done ([`MintAuditStore::append_then`]); the request's
-    /// task is woken once, when the audit is durable. A store that cannot
-    /// append from the CPU thread gets an `append_announced` task instead.
+    /// With a store that has group commit
+    /// ([`MintAuditStore::group_commit`]), the records are announced before
+    /// the mint starts, so that a batch can wait for them, and queued by the
+    /// CPU thread as soon as the mint is done; the request's task is woken
+    /// once, when the audit is durable. Any other store's `append` is
+    /// awaited here after the mint.
     pub(super) async fn mint_audited<T, F>(
         &self,
         records: Vec<MintRecord>,
@@ -102,38 +103,36 @@ impl WalletAuth {
         if records.is_empty() {
             return self.inner.cpu.run(mint).await?;
         }
-        let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|e| Error::Internal(format!("no tokio runtime: {e}")))?;
-        let announcement = self.inner.audit.announce();
-        let audit = Arc::clone(&self.inner.audit);
-        let (reply, answer) = oneshot::channel::<Result<(T, Result<(), StoreError>), Error>>();
-        self.inner.cpu.submit(move || {
-            let value = match mint() {
-                Ok(value) => value,
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                    return; // `announcement` ends here
-                }
-            };
-            let append = AppendThen {
-                records,
-                announcement,
-                done: Box::new(move |outcome| {
-                    let _ = reply.send(Ok((value, outcome)));
-                }),
-            };
-            if let Some(back) = audit.append_then(append) {
-                runtime.spawn(async move {
-                    let outcome = audit
-                        .append_announced(back.records, back.announcement)
-                        .await;
-                    (back.done)(outcome);
-                });
+        let (value, audited) = match Arc::clone(&self.inner.audit).group_commit() {
+            Some(group) => {
+                let announcement = group.announce();
+                let (reply, answer) =
+                    oneshot::channel::<Result<(T, Result<(), StoreError>), Error>>();
+                self.inner.cpu.submit(move || {
+                    let value = match mint() {
+                        Ok(value) => value,
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                            return; // `announcement` ends here
+                        }
+                    };
+                    group.append_then(
+                        records,
+                        announcement,
+                        Box::new(move |outcome| {
+                            let _ = reply.send(Ok((value, outcome)));
+                        }),
+                    );
+                })?;
+                answer
+                    .await
+                    .map_err(|_| Error::Internal("CPU-bound task failed".into()))??
             }
-        })?;
-        let (value, audited) = answer
-            .await
-            .map_err(|_| Error::Internal("CPU-bound task failed".into()))??;
+            None => {
+                let value = self.inner.cpu.run(mint).await??;
+                (value, self.inner.audit.append(records).await)
+            }
+        };
         if let Err(e) = audited {
             self.inner.audit_failures.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %e, "mint audit write failed");

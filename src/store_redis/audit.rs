@@ -14,6 +14,10 @@ use crate::StoreError;
 /// `record`, the JSON line pico-server-auth writes), trimmed with
 /// `MAXLEN ~ mint_stream_max_len`. `recent` reads `XREVRANGE`, newest first,
 /// at most the newest `max_in_memory`.
+///
+/// Each mint's records are one `MULTI`/`EXEC` transaction, awaited after the
+/// token is signed: Redis batches its own writes, so the store has no group
+/// commit.
 #[derive(Clone)]
 pub struct RedisMintAuditStore {
     conn: ConnectionManager,
