@@ -143,7 +143,10 @@ impl FailureTable {
         if let Some(wait) = wait {
             return Err(wait);
         }
-        let new = keys.iter().filter(|(k, _)| !entries.contains_key(k)).count();
+        let new = keys
+            .iter()
+            .filter(|(k, _)| !entries.contains_key(k))
+            .count();
         if entries.len() + new > self.max_keys {
             self.make_room(&mut entries, new, &[keys[0].0, keys[1].0], now);
         }
@@ -204,26 +207,16 @@ impl FailureTable {
             return None;
         }
         let oldest = *failures.front()?;
-        let wait = oldest
-            .saturating_add(self.window_secs)
-            .saturating_sub(now);
+        let wait = oldest.saturating_add(self.window_secs).saturating_sub(now);
         Some(wait.clamp(1, self.window_secs))
     }
 
     /// Frees room for `new` keys (and a sixteenth of the table more), never
     /// evicting `keep`: first entries with no live failure, then those whose
     /// newest failure is oldest.
-    fn make_room(
-        &self,
-        entries: &mut HashMap<Key, Failures>,
-        new: usize,
-        keep: &[Key],
-        now: u64,
-    ) {
+    fn make_room(&self, entries: &mut HashMap<Key, Failures>, new: usize, keep: &[Key], now: u64) {
         entries.retain(|k, f| keep.contains(k) || f.back().is_some_and(|&t| self.is_live(t, now)));
-        let target = self
-            .max_keys
-            .saturating_sub(new.max(self.max_keys / 16));
+        let target = self.max_keys.saturating_sub(new.max(self.max_keys / 16));
         if entries.len() <= target {
             return;
         }
@@ -426,7 +419,8 @@ mod tests {
         for _ in 0..4 {
             t.reserve(&digest(ADMIN), ip(0, 1), c.now_secs()).unwrap();
         }
-        t.reserve(&digest("other@y"), ip(0, 1), c.now_secs()).unwrap();
+        t.reserve(&digest("other@y"), ip(0, 1), c.now_secs())
+            .unwrap();
         // The client key (5 failures) was kept; the admin pair was evicted
         // to make room for the new pair.
         assert_eq!(t.len(), 2);
