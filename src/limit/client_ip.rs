@@ -199,7 +199,11 @@ mod tests {
             ip("203.0.113.7")
         );
         assert_eq!(
-            resolve("10.0.0.2", &["6.6.6.6, 7.7.7.7", "203.0.113.7, 10.1.1.1"], LB),
+            resolve(
+                "10.0.0.2",
+                &["6.6.6.6, 7.7.7.7", "203.0.113.7, 10.1.1.1"],
+                LB
+            ),
             ip("203.0.113.7")
         );
         // An empty header contributes an empty (garbage) entry.

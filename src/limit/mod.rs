@@ -131,7 +131,12 @@ impl RateLimits {
 
     /// Both limits off, no proxy trusted.
     pub fn off() -> Self {
-        Self::new(0, 0, TrustedProxies::none(), std::sync::Arc::new(crate::clock::SystemClock))
+        Self::new(
+            0,
+            0,
+            TrustedProxies::none(),
+            std::sync::Arc::new(crate::clock::SystemClock),
+        )
     }
 
     /// The client IP of a request from `peer` with these `X-Forwarded-For`

@@ -309,7 +309,10 @@ pub async fn challenge_is_per_address(b: &dyn Backend) {
         !store.consume("bob", &a).await.unwrap(),
         "alice's nonce at bob"
     );
-    assert!(!store.consume("alice", &bob).await.unwrap(), "bob's at alice");
+    assert!(
+        !store.consume("alice", &bob).await.unwrap(),
+        "bob's at alice"
+    );
     // Neither misplaced attempt burned anything.
     assert!(store.consume("alice", &a).await.unwrap());
     assert!(store.consume("bob", &bob).await.unwrap());
@@ -403,7 +406,10 @@ pub async fn challenge_200_concurrent_consumes_one_success(b: &dyn Backend) {
         }
         let wins = set.join_all().await.into_iter().filter(|&ok| ok).count();
         assert_eq!(wins, 1, "round {round}: {wins} successes");
-        assert!(store.consume("alice", &other).await.unwrap(), "round {round}");
+        assert!(
+            store.consume("alice", &other).await.unwrap(),
+            "round {round}"
+        );
     }
 }
 
