@@ -124,8 +124,9 @@ pub fn new_nonce() -> String {
     crate::hexcodec::encode(&bytes)
 }
 
-/// The fixed-size key a store should index an address by (SHA-256 of it), so
-/// a long address never costs more memory than a digest.
+/// SHA-256 of an address: a fixed-size stand-in for it, so a long address
+/// never costs more memory than a digest. Challenges themselves are keyed by
+/// [`challenge_key`].
 pub fn address_key(address: &str) -> [u8; 32] {
     Sha256::digest(address.as_bytes()).into()
 }
