@@ -44,6 +44,7 @@ mod error;
 mod hexcodec;
 pub mod http;
 pub mod jsonl;
+pub mod limit;
 pub mod password;
 pub mod revocation;
 #[cfg(feature = "redis")]

@@ -44,7 +44,7 @@ async fn challenge_contract() {
         .bytes()
         .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
     assert_eq!(r.body["ttl"], 60);
-    // A new challenge replaces the old one and differs from it.
+    // A new challenge differs from the old one (which stays valid).
     let r2 = app.post("/challenge", json!({ "address": "abc" })).await;
     assert_ne!(r2.body["challenge"], r.body["challenge"]);
 

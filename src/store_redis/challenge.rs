@@ -1,5 +1,5 @@
-//! Challenges in Redis: one string key per address with a native TTL,
-//! consumed by one `GETDEL`.
+//! Challenges in Redis: one string key per challenge with a native TTL,
+//! consumed by one `DEL`.
 
 use std::time::Duration;
 
@@ -7,21 +7,25 @@ use ::redis::aio::ConnectionManager;
 use async_trait::async_trait;
 
 use super::{timed, RedisOptions};
-use crate::challenge::{address_key, new_nonce, nonce_eq, ChallengeStore};
+use crate::challenge::{challenge_key, parse_nonce, ChallengeStore};
 use crate::StoreError;
 
 /// Challenges shared by every instance using the same Redis and key prefix.
 ///
-/// - Key `{prefix}ch:{hex sha256(address)}`, value the nonce, set with
-///   `SET .. PX ttl`: replacing an earlier challenge is the `SET`, expiry is
-///   Redis's.
-/// - `consume` is one `GETDEL`: of any number of concurrent calls, on any
-///   instances, exactly one gets the value; the comparison happens after, in
-///   constant time, and the challenge is burned either way.
+/// - One key per challenge, `{prefix}ch:{hex challenge_key(address, nonce)}`
+///   (the SHA-256 of the address and the nonce), value `1`, set with
+///   `SET .. PX ttl NX`. An address may have any number outstanding; issuing
+///   one never touches another, and expiry is Redis's.
+/// - `consume` is one `DEL` of the key of (address, presented nonce), and
+///   succeeds when it answers 1: of any number of concurrent calls, on any
+///   instances, exactly one deletes the key. A nonce that was not issued to
+///   the address names a key that does not exist, so it deletes nothing.
+///   Redis never holds the nonce itself, only its digest.
 /// - `challenge_max_outstanding` is not counted here: each challenge lives at
-///   most `challenge_ttl_seconds`, and the bound on their number is Redis's
-///   `maxmemory`. Use `maxmemory-policy volatile-ttl`: only challenges carry a
-///   TTL, so they are evicted first and the denylist never is.
+///   most `challenge_ttl_seconds`, the per-IP rate limit bounds how many one
+///   client can have, and the bound on their number is Redis's `maxmemory`.
+///   Use `maxmemory-policy volatile-ttl`: only challenges carry a TTL, so
+///   they are evicted first and the denylist never is.
 #[derive(Clone)]
 pub struct RedisChallengeStore {
     conn: ConnectionManager,
@@ -46,12 +50,12 @@ impl RedisChallengeStore {
         }
     }
 
-    /// The Redis key of `address`'s challenge.
-    pub fn key(&self, address: &str) -> String {
+    /// The Redis key of the challenge `nonce` (its 32 bytes) of `address`.
+    pub fn key(&self, address: &str, nonce: &[u8; 32]) -> String {
         format!(
             "{}ch:{}",
             self.prefix,
-            crate::hexcodec::encode(&address_key(address))
+            crate::hexcodec::encode(&challenge_key(address, nonce))
         )
     }
 }
@@ -59,33 +63,46 @@ impl RedisChallengeStore {
 #[async_trait]
 impl ChallengeStore for RedisChallengeStore {
     async fn issue(&self, address: &str, ttl: Duration) -> Result<String, StoreError> {
-        let nonce = new_nonce();
+        let mut nonce = [0u8; 32];
+        getrandom::fill(&mut nonce)
+            .map_err(|e| StoreError::Unavailable(format!("random source: {e}")))?;
         let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut conn = self.conn.clone();
-        timed(
+        // NX: a fresh 256-bit nonce never meets an existing key, and if it
+        // ever did, the earlier challenge's expiry is not moved.
+        let set: Option<String> = timed(
             self.op_timeout,
             ::redis::cmd("SET")
-                .arg(self.key(address))
-                .arg(&nonce)
+                .arg(self.key(address, &nonce))
+                .arg(1)
                 .arg("PX")
                 .arg(ms)
-                .query_async::<()>(&mut conn),
-        )
-        .await?;
-        Ok(nonce)
-    }
-
-    async fn consume(&self, address: &str, nonce: &str) -> Result<bool, StoreError> {
-        let mut conn = self.conn.clone();
-        // GETDEL is the atomic step; never a GET followed by a DEL.
-        let stored: Option<String> = timed(
-            self.op_timeout,
-            ::redis::cmd("GETDEL")
-                .arg(self.key(address))
+                .arg("NX")
                 .query_async(&mut conn),
         )
         .await?;
-        // Only lowercase hex was issued; nonce_eq compares in constant time.
-        Ok(stored.is_some_and(|s| nonce_eq(&s, nonce)))
+        if set.is_none() {
+            return Err(StoreError::Unavailable("challenge key collision".into()));
+        }
+        Ok(crate::hexcodec::encode(&nonce))
+    }
+
+    async fn consume(&self, address: &str, nonce: &str) -> Result<bool, StoreError> {
+        // Only 64 lowercase hex characters were ever issued: anything else
+        // costs no round trip.
+        let Some(nonce) = parse_nonce(nonce) else {
+            return Ok(false);
+        };
+        let mut conn = self.conn.clone();
+        // DEL is the atomic step; never a GET followed by a DEL. An expired
+        // key is gone already, so 1 also means "within its TTL".
+        let deleted: u64 = timed(
+            self.op_timeout,
+            ::redis::cmd("DEL")
+                .arg(self.key(address, &nonce))
+                .query_async(&mut conn),
+        )
+        .await?;
+        Ok(deleted == 1)
     }
 }

@@ -7,7 +7,7 @@
 //!
 //! | key | type | what |
 //! |---|---|---|
-//! | `{prefix}ch:{hex sha256(address)}` | string, TTL | a challenge nonce; 64 bytes of key after the prefix whatever the address |
+//! | `{prefix}ch:{hex sha256(len, address, nonce)}` | string, TTL | one outstanding challenge (`challenge::challenge_key`); 64 bytes of key after the prefix whatever the address, no nonce stored |
 //! | `{prefix}revoked` | hash | jti -> entry JSON: the denylist |
 //! | `{prefix}revocations` | stream | the denylist's change feed (capped) |
 //! | `{prefix}mints` | stream | the mint audit (capped) |

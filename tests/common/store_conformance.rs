@@ -283,61 +283,91 @@ pub async fn challenge_consumes_once(b: &dyn Backend) {
     );
 }
 
-pub async fn challenge_issue_replaces_earlier(b: &dyn Backend) {
+pub async fn challenge_several_outstanding_each_once(b: &dyn Backend) {
     let Some(store) = b.challenges() else { return };
-    let first = store.issue("alice", TTL).await.unwrap();
-    let second = store.issue("alice", TTL).await.unwrap();
-    assert_ne!(first, second);
-    assert!(!store.consume("alice", &first).await.unwrap(), "replaced");
-    assert!(
-        !store.consume("alice", &second).await.unwrap(),
-        "the failed attempt burned the current one too"
-    );
+    // A stranger asking for challenges for alice takes nothing from her.
+    let mut nonces = Vec::new();
+    for _ in 0..5 {
+        nonces.push(store.issue("alice", TTL).await.unwrap());
+    }
+    let distinct: HashSet<&String> = nonces.iter().collect();
+    assert_eq!(distinct.len(), 5);
+    // Consumed in another order than issued, each exactly once.
+    for n in nonces.iter().rev() {
+        assert!(store.consume("alice", n).await.unwrap(), "{n}");
+    }
+    for n in &nonces {
+        assert!(!store.consume("alice", n).await.unwrap(), "second use {n}");
+    }
 }
 
 pub async fn challenge_is_per_address(b: &dyn Backend) {
     let Some(store) = b.challenges() else { return };
     let a = store.issue("alice", TTL).await.unwrap();
-    let _ = store.issue("bob", TTL).await.unwrap();
+    let bob = store.issue("bob", TTL).await.unwrap();
     assert!(
         !store.consume("bob", &a).await.unwrap(),
         "alice's nonce at bob"
     );
+    assert!(
+        !store.consume("alice", &bob).await.unwrap(),
+        "bob's at alice"
+    );
+    // Neither misplaced attempt burned anything.
     assert!(store.consume("alice", &a).await.unwrap());
+    assert!(store.consume("bob", &bob).await.unwrap());
 }
 
-pub async fn challenge_wrong_nonce_burns_it(b: &dyn Backend) {
+pub async fn challenge_wrong_nonce_burns_nothing(b: &dyn Backend) {
     let Some(store) = b.challenges() else { return };
-    for wrong in ["", "zz", "0".repeat(64).as_str()] {
-        let n = store.issue("alice", TTL).await.unwrap();
-        assert!(!store.consume("alice", wrong).await.unwrap());
-        assert!(
-            !store.consume("alice", &n).await.unwrap(),
-            "burned by {wrong:?}"
-        );
-    }
     let n = store.issue("alice", TTL).await.unwrap();
-    let upper = n.to_uppercase();
-    if upper != n {
-        assert!(
-            !store.consume("alice", &upper).await.unwrap(),
-            "only the spelling issued is accepted"
-        );
+    let mut flipped = n.clone().into_bytes();
+    flipped[63] = if flipped[63] == b'0' { b'1' } else { b'0' };
+    let flipped = String::from_utf8(flipped).unwrap();
+    let wrong = [
+        String::new(),
+        "zz".into(),
+        "0".repeat(64),
+        flipped,
+        n.to_uppercase(),
+        format!("{n}0"),
+        n[..63].to_string(),
+        format!(" {}", &n[1..]),
+        "é".repeat(32),
+    ];
+    for w in &wrong {
+        if *w != n {
+            assert!(!store.consume("alice", w).await.unwrap(), "{w:?}");
+        }
     }
+    assert!(
+        store.consume("alice", &n).await.unwrap(),
+        "the issued nonce still works after {} wrong ones",
+        wrong.len()
+    );
+    assert!(!store.consume("alice", &n).await.unwrap());
 }
 
 pub async fn challenge_expires(b: &dyn Backend) {
     let Some(store) = b.challenges() else { return };
     let ttl = Duration::from_millis(300);
-    let n = store.issue("alice", ttl).await.unwrap();
+    let short = store.issue("alice", ttl).await.unwrap();
+    let long = store.issue("alice", TTL).await.unwrap();
     let keep = store.issue("bob", TTL).await.unwrap();
     let past = ttl + Duration::from_millis(300);
     if !b.advance(past) {
         // Native TTLs keep real time.
         tokio::time::sleep(past).await;
     }
-    assert!(!store.consume("alice", &n).await.unwrap(), "expired");
+    assert!(!store.consume("alice", &short).await.unwrap(), "expired");
+    assert!(
+        store.consume("alice", &long).await.unwrap(),
+        "the same address's later challenge has its own ttl"
+    );
     assert!(store.consume("bob", &keep).await.unwrap(), "not expired");
+    // Swept, not merely refused.
+    store.purge_expired().await.unwrap();
+    assert!(!store.consume("alice", &short).await.unwrap());
 }
 
 pub async fn challenge_long_address(b: &dyn Backend) {
@@ -345,26 +375,58 @@ pub async fn challenge_long_address(b: &dyn Backend) {
     let long = "ab".repeat(4096);
     let n = store.issue(&long, TTL).await.unwrap();
     assert!(!store.consume(&long[..long.len() - 1], &n).await.unwrap());
-    let n = store.issue(&long, TTL).await.unwrap();
-    assert!(store.consume(&long, &n).await.unwrap());
+    let n2 = store.issue(&long, TTL).await.unwrap();
+    assert!(store.consume(&long, &n2).await.unwrap());
+    assert!(
+        store.consume(&long, &n).await.unwrap(),
+        "the attempt at a near-miss address burned nothing"
+    );
 }
 
 pub async fn challenge_200_concurrent_consumes_one_success(b: &dyn Backend) {
     let Some(store) = b.challenges() else { return };
     for round in 0..3 {
+        // Other outstanding challenges of the same address, and 100 callers
+        // with wrong nonces in the race, change nothing.
+        let other = store.issue("alice", TTL).await.unwrap();
         let n = store.issue("alice", TTL).await.unwrap();
-        let start = Arc::new(tokio::sync::Barrier::new(200));
+        let start = Arc::new(tokio::sync::Barrier::new(300));
         let mut set = tokio::task::JoinSet::new();
-        for _ in 0..200 {
-            let (store, n, start) = (Arc::clone(&store), n.clone(), Arc::clone(&start));
+        for i in 0..300 {
+            let nonce = if i % 3 == 2 {
+                wallet_auth::challenge::new_nonce()
+            } else {
+                n.clone()
+            };
+            let (store, start) = (Arc::clone(&store), Arc::clone(&start));
             set.spawn(async move {
                 start.wait().await;
-                store.consume("alice", &n).await.unwrap()
+                store.consume("alice", &nonce).await.unwrap()
             });
         }
         let wins = set.join_all().await.into_iter().filter(|&ok| ok).count();
         assert_eq!(wins, 1, "round {round}: {wins} successes");
+        assert!(
+            store.consume("alice", &other).await.unwrap(),
+            "round {round}"
+        );
     }
+}
+
+pub async fn challenge_concurrent_issues_and_consumes_of_one_address(b: &dyn Backend) {
+    let Some(store) = b.challenges() else { return };
+    // 100 tasks each issue and consume their own challenge for one address
+    // at once: every one succeeds, as if alone.
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let store = Arc::clone(&store);
+        set.spawn(async move {
+            let n = store.issue("alice", TTL).await.unwrap();
+            tokio::task::yield_now().await;
+            store.consume("alice", &n).await.unwrap()
+        });
+    }
+    assert!(set.join_all().await.into_iter().all(|ok| ok));
 }
 
 /// Runs every case against one backend: `conformance_tests!(module, expr)`
@@ -382,12 +444,13 @@ macro_rules! conformance_tests {
             use super::*;
             $crate::conformance_tests!(@cases $backend;
                 challenge_consumes_once,
-                challenge_issue_replaces_earlier,
+                challenge_several_outstanding_each_once,
                 challenge_is_per_address,
-                challenge_wrong_nonce_burns_it,
+                challenge_wrong_nonce_burns_nothing,
                 challenge_expires,
                 challenge_long_address,
                 challenge_200_concurrent_consumes_one_success,
+                challenge_concurrent_issues_and_consumes_of_one_address,
                 idempotent_revoke_returns_first_entry,
                 get_unknown_is_none,
                 list_is_newest_first,
