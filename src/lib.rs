@@ -78,3 +78,9 @@ pub fn install_crypto_provider() {
     // "Already installed" is fine: a host app may have chosen one.
     let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
 }
+
+/// The README's Rust blocks, compiled by `cargo test --doc` so the README
+/// cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme_doctests {}
