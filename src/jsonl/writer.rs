@@ -1,52 +1,21 @@
-//! The one JSON Lines writer and loader of the crate.
-//!
-//! - [`JsonlWriter`] appends lines durably with group commit: one OS thread
-//!   owns the file, drains every request already queued, writes the batch
-//!   with one `write_all`, calls `sync_data` once and then answers every
-//!   caller of the batch. A caller's `append` returns `Ok` only after its
-//!   lines are fsync'd. A caller that knows it will append shortly (a mint
-//!   whose signature is being computed) can [`announce`](JsonlWriter::announce)
-//!   it: while more appends are announced than are queued, a batch waits
-//!   for them (at most [`MAX_LINGER`]) so that they share its fsync.
-//! - [`load`] and [`load_last`] read a file written by this crate or by
-//!   pico-server-auth: blank lines are skipped, a malformed line is skipped
-//!   with a warning (line number only, never its contents), and a torn last
-//!   line (a crash mid-append) is survived.
+//! The writer: one OS thread that owns the file, writes each batch with one
+//! `write_all` and fsyncs it once.
 
-use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use super::batch::{gather, Announced, Announcement, Pending, MAX_LINGER};
 use crate::StoreError;
 
-/// Most requests one batch takes from the queue before writing; bounds the
-/// batch buffer while still amortizing the fsync.
-const MAX_BATCH_REQUESTS: usize = 4096;
-
-/// Longest a batch waits for announced appends before its fsync.
-///
-/// An fsync costs this machine about 60 us of CPU and takes about 180 us,
-/// less than one sign-in's signature, so under load nearly every audited
-/// sign-in paid an fsync of its own (a fifth of its CPU). A batch now waits
-/// while more appends are announced (mints being signed) than are queued:
-/// about half of the mints in flight share each fsync, and the other half
-/// keep the CPU busy while it runs (waiting for all of them left the core
-/// idle during every fsync). With nothing announced a batch never waits.
-pub const MAX_LINGER: Duration = Duration::from_millis(4);
-
-/// Block size of the backwards reader of [`load_last`].
-const TAIL_BLOCK: u64 = 64 * 1024;
-
 /// One caller's lines (already `\n`-terminated) and where to send the outcome.
-struct Request {
+pub(super) struct Request {
     bytes: Vec<u8>,
     lines: u64,
     reply: Reply,
@@ -63,64 +32,6 @@ enum Reply {
     /// To a callback, run on the writer thread (see
     /// [`JsonlWriter::append_then`]).
     Callback(AppendDone),
-}
-
-/// Appends announced and not yet queued, and appends queued and not yet
-/// taken by the writer thread.
-#[derive(Debug, Default)]
-struct Pending {
-    announced: AtomicUsize,
-    queued: AtomicUsize,
-}
-
-impl Pending {
-    /// Whether a batch holding `taken` requests stops waiting: nothing is
-    /// announced, or no more is announced than is already queued (so the
-    /// CPU still has the announced mints to work on during the fsync).
-    fn enough(&self, taken: usize) -> bool {
-        let announced = self.announced.load(Ordering::Acquire);
-        announced == 0 || announced <= self.queued.load(Ordering::Acquire) + taken
-    }
-}
-
-/// Appends announced to a writer and not yet queued.
-#[derive(Debug)]
-struct Announced {
-    /// Shared with the writer thread.
-    pending: Arc<Pending>,
-    /// Unparked when an announcement ends, to re-check a batch's wait.
-    writer: std::thread::Thread,
-}
-
-/// An append announced ahead of time (see [`JsonlWriter::announce`]).
-///
-/// Pass it to [`JsonlWriter::append_announced`], which ends it once the
-/// lines are queued; dropping it instead withdraws the announcement. Either
-/// way a batch stops waiting for it.
-#[derive(Debug, Default)]
-#[must_use = "an announcement ends when dropped"]
-pub struct Announcement {
-    shared: Option<Arc<Announced>>,
-}
-
-impl Announcement {
-    /// An announcement that announces nothing (for stores without group
-    /// commit).
-    pub fn none() -> Self {
-        Self::default()
-    }
-}
-
-impl Drop for Announcement {
-    fn drop(&mut self) {
-        if let Some(shared) = self.shared.take() {
-            shared.pending.announced.fetch_sub(1, Ordering::AcqRel);
-            if shared.pending.enough(1) {
-                // A batch may be waiting (a spurious wake-up is harmless).
-                shared.writer.unpark();
-            }
-        }
-    }
 }
 
 /// Counters of a [`JsonlWriter`], shared with its thread.
@@ -477,37 +388,6 @@ fn ends_without_newline(file: &mut File) -> io::Result<bool> {
     Ok(last[0] != b'\n')
 }
 
-/// Gathers one batch: waits for a first request, then, while more appends
-/// are announced than queued, waits (at most `linger`, [`MAX_LINGER`]
-/// outside tests), parked: queued requests do not wake the thread, the end
-/// of an announcement that makes it enough does. Then takes every request
-/// queued. Empty once every sender is gone.
-fn gather(rx: &mpsc::Receiver<Request>, pending: &Pending, linger: Duration) -> Vec<Request> {
-    let Ok(first) = rx.recv() else {
-        return Vec::new();
-    };
-    pending.queued.fetch_sub(1, Ordering::AcqRel);
-    let deadline = Instant::now() + linger;
-    while !pending.enough(1) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        std::thread::park_timeout(left);
-    }
-    let mut batch = vec![first];
-    while batch.len() < MAX_BATCH_REQUESTS {
-        match rx.try_recv() {
-            Ok(r) => {
-                pending.queued.fetch_sub(1, Ordering::AcqRel);
-                batch.push(r);
-            }
-            Err(_) => break,
-        }
-    }
-    batch
-}
-
 fn writer_loop<J: Journal>(
     mut journal: J,
     mut torn_tail: bool,
@@ -585,174 +465,11 @@ fn writer_loop<J: Journal>(
     }
 }
 
-/// Reads every record of `path`, oldest first.
-///
-/// A missing file is empty. Blank lines are skipped; a line that is not JSON
-/// or not a `T` is skipped with a warning naming its line number; a torn last
-/// line is skipped the same way.
-///
-/// # Errors
-/// When the file exists but cannot be read.
-pub fn load<T: DeserializeOwned>(path: impl AsRef<Path>) -> Result<Vec<T>, StoreError> {
-    let path = path.as_ref();
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
-    };
-    let mut reader = BufReader::new(file);
-    let mut out = Vec::new();
-    let mut line = Vec::new();
-    let mut line_no = 0usize;
-    loop {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
-            break;
-        }
-        line_no += 1;
-        let terminated = line.last() == Some(&b'\n');
-        if let Some(record) = parse_line(&line, path, LinePos::Number(line_no), !terminated) {
-            out.push(record);
-        }
-    }
-    Ok(out)
-}
-
-/// Reads the newest `n` records of `path`, oldest first, reading the file
-/// backwards from its end in blocks: start-up cost is bounded by what is
-/// kept, not by the size of the file.
-///
-/// Skips what [`load`] skips; warnings count lines from the end of the file.
-///
-/// # Errors
-/// When the file exists but cannot be read.
-pub fn load_last<T: DeserializeOwned>(
-    path: impl AsRef<Path>,
-    n: usize,
-) -> Result<Vec<T>, StoreError> {
-    let path = path.as_ref();
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    let mut file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
-    };
-    let mut pos = file.metadata()?.len();
-    // Newest first while collecting.
-    let mut newest_first: VecDeque<T> = VecDeque::new();
-    // Bytes from the start of the current block to the first newline seen
-    // so far: the tail end of a line whose start lies further back.
-    let mut carry: Vec<u8> = Vec::new();
-    let mut from_end = 0usize;
-    let mut first_segment = true;
-    while pos > 0 && newest_first.len() < n {
-        let start = pos.saturating_sub(TAIL_BLOCK);
-        let len = usize::try_from(pos - start).unwrap_or(usize::MAX);
-        let mut buf = vec![0u8; len];
-        file.seek(SeekFrom::Start(start))?;
-        file.read_exact(&mut buf)?;
-        buf.extend_from_slice(&carry);
-        let mut end = buf.len();
-        while let Some(i) = buf[..end].iter().rposition(|b| *b == b'\n') {
-            if !(first_segment && i + 1 == end) {
-                // Not the empty "line" after the file's final newline.
-                from_end += 1;
-                let segment = &buf[i + 1..end];
-                if let Some(r) =
-                    parse_line(segment, path, LinePos::FromEnd(from_end), first_segment)
-                {
-                    newest_first.push_back(r);
-                    if newest_first.len() == n {
-                        break;
-                    }
-                }
-            }
-            first_segment = false;
-            end = i;
-        }
-        carry = buf[..end].to_vec();
-        pos = start;
-    }
-    if pos == 0 && newest_first.len() < n && !carry.is_empty() {
-        from_end += 1;
-        if let Some(r) = parse_line(&carry, path, LinePos::FromEnd(from_end), first_segment) {
-            newest_first.push_back(r);
-        }
-    }
-    Ok(newest_first.into_iter().rev().collect())
-}
-
-#[derive(Clone, Copy)]
-enum LinePos {
-    Number(usize),
-    FromEnd(usize),
-}
-
-impl std::fmt::Display for LinePos {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LinePos::Number(n) => write!(f, "line {n}"),
-            LinePos::FromEnd(n) => write!(f, "line {n} from the end"),
-        }
-    }
-}
-
-/// Parses one line (with or without its `\n`); `None` for a blank or bad one.
-fn parse_line<T: DeserializeOwned>(
-    line: &[u8],
-    path: &Path,
-    pos: LinePos,
-    unterminated: bool,
-) -> Option<T> {
-    if line.iter().all(u8::is_ascii_whitespace) {
-        return None;
-    }
-    match serde_json::from_slice(line) {
-        Ok(r) => Some(r),
-        Err(e) => {
-            // The serde error names a column and a category, never the
-            // line's contents.
-            let what = if unterminated {
-                "torn last line (no newline) skipped"
-            } else {
-                "malformed line skipped"
-            };
-            tracing::warn!(
-                path = %path.display(),
-                error = category(&e),
-                column = e.column(),
-                "{what}: {pos}"
-            );
-            None
-        }
-    }
-}
-
-/// A short, content-free name for a serde_json error category.
-fn category(e: &serde_json::Error) -> &'static str {
-    match e.classify() {
-        serde_json::error::Category::Io => "io",
-        serde_json::error::Category::Syntax => "syntax",
-        serde_json::error::Category::Data => "unexpected fields or types",
-        serde_json::error::Category::Eof => "truncated",
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use serde::Deserialize;
-
-    #[derive(Debug, PartialEq, Serialize, Deserialize)]
-    struct Rec {
-        id: u32,
-    }
-
-    fn recs(ids: &[u32]) -> Vec<Rec> {
-        ids.iter().map(|&id| Rec { id }).collect()
-    }
+    use crate::jsonl::load;
+    use crate::jsonl::test_support::{recs, Rec};
 
     #[tokio::test]
     async fn appends_load_back_in_order() {
@@ -791,60 +508,6 @@ mod tests {
         assert!(JsonlWriter::open(f.join("x.jsonl")).is_err());
     }
 
-    #[test]
-    fn load_skips_blank_malformed_and_torn_lines() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a.jsonl");
-        std::fs::write(
-            &path,
-            b"{\"id\":1}\n\n   \n{oops\n{\"x\":1}\n\xff\xfe\n{\"id\":2}\r\n{\"id\":3}\n{\"id\":",
-        )
-        .unwrap();
-        assert_eq!(load::<Rec>(&path).unwrap(), recs(&[1, 2, 3]));
-        assert_eq!(load_last::<Rec>(&path, 2).unwrap(), recs(&[2, 3]));
-        assert_eq!(load_last::<Rec>(&path, 100).unwrap(), recs(&[1, 2, 3]));
-        assert!(load_last::<Rec>(&path, 0).unwrap().is_empty());
-    }
-
-    #[test]
-    fn missing_file_loads_empty() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("none.jsonl");
-        assert!(load::<Rec>(&path).unwrap().is_empty());
-        assert!(load_last::<Rec>(&path, 5).unwrap().is_empty());
-    }
-
-    #[test]
-    fn an_unterminated_complete_last_line_is_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a.jsonl");
-        std::fs::write(&path, b"{\"id\":1}\n{\"id\":2}").unwrap();
-        assert_eq!(load::<Rec>(&path).unwrap(), recs(&[1, 2]));
-        assert_eq!(load_last::<Rec>(&path, 1).unwrap(), recs(&[2]));
-    }
-
-    #[test]
-    fn load_last_crosses_block_boundaries() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("big.jsonl");
-        let mut text = Vec::new();
-        let pad = "p".repeat(1000);
-        for id in 0..500u32 {
-            text.extend_from_slice(format!("{{\"id\":{id},\"pad\":\"{pad}\"}}\n").as_bytes());
-            if id == 250 {
-                text.extend_from_slice(b"not json at all\n");
-            }
-        }
-        std::fs::write(&path, &text).unwrap();
-        assert!(text.len() as u64 > 4 * TAIL_BLOCK);
-        let all: Vec<Rec> = load(&path).unwrap();
-        assert_eq!(all.len(), 500);
-        let last: Vec<Rec> = load_last(&path, 300).unwrap();
-        assert_eq!(last, recs(&(200..500).collect::<Vec<_>>()));
-        let every: Vec<Rec> = load_last(&path, 10_000).unwrap();
-        assert_eq!(every, all);
-    }
-
     #[tokio::test]
     async fn appending_after_a_torn_tail_starts_a_new_line() {
         let dir = tempfile::tempdir().unwrap();
@@ -859,10 +522,10 @@ mod tests {
     }
 
     /// A journal whose fsync fails on demand.
-    struct FlakyJournal {
-        fail_sync_at: usize,
-        syncs: usize,
-        written: Arc<std::sync::Mutex<Vec<u8>>>,
+    pub(crate) struct FlakyJournal {
+        pub(crate) fail_sync_at: usize,
+        pub(crate) syncs: usize,
+        pub(crate) written: Arc<std::sync::Mutex<Vec<u8>>>,
     }
 
     impl Write for FlakyJournal {
@@ -909,7 +572,7 @@ mod tests {
     }
 
     /// A writer over a journal that never fails, with its own linger.
-    fn fake_writer(linger: Duration) -> (JsonlWriter, Arc<std::sync::Mutex<Vec<u8>>>) {
+    pub(crate) fn fake_writer(linger: Duration) -> (JsonlWriter, Arc<std::sync::Mutex<Vec<u8>>>) {
         let written = Arc::new(std::sync::Mutex::new(Vec::new()));
         let journal = FlakyJournal {
             fail_sync_at: 0,
@@ -918,102 +581,6 @@ mod tests {
         };
         let w = JsonlWriter::spawn(journal, false, PathBuf::from("fake.jsonl"), linger).unwrap();
         (w, written)
-    }
-
-    const LONG: Duration = Duration::from_secs(600);
-
-    /// A writer with a ten-minute linger, two appends announced, and a
-    /// third (not announced) append spawned, which the batch holds.
-    async fn held_batch() -> (
-        Arc<JsonlWriter>,
-        Arc<std::sync::Mutex<Vec<u8>>>,
-        tokio::task::JoinHandle<Result<(), StoreError>>,
-        (Announcement, Announcement),
-    ) {
-        let (w, written) = fake_writer(LONG);
-        let w = Arc::new(w);
-        let announced = (w.announce(), w.announce());
-        let first = tokio::spawn({
-            let w = Arc::clone(&w);
-            async move { w.append(vec![b"1".to_vec()]).await }
-        });
-        // A writer that did not wait would have answered by now.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(
-            !first.is_finished(),
-            "the batch must wait for the announced appends"
-        );
-        (w, written, first, announced)
-    }
-
-    #[tokio::test]
-    async fn a_batch_waits_while_more_is_announced_than_queued() {
-        // With a ten-minute linger, only an announced append can end the
-        // wait. Two announced, one queued: the batch waits; once one of
-        // the two is queued (as many queued as still announced), it goes,
-        // with both queued appends in one fsync.
-        let (w, written, first, (a1, a2)) = held_batch().await;
-        w.append_announced(vec![b"2".to_vec()], a1).await.unwrap();
-        first.await.unwrap().unwrap();
-        assert_eq!(w.batches(), 1);
-        assert_eq!(w.lines(), 2);
-        assert_eq!(&*written.lock().unwrap(), b"1\n2\n");
-        // One announced, nothing queued: an append goes at once.
-        tokio::time::timeout(Duration::from_secs(30), w.append(vec![b"3".to_vec()]))
-            .await
-            .expect("one announced, one queued: no wait")
-            .unwrap();
-        drop(a2);
-    }
-
-    #[tokio::test]
-    async fn dropping_an_announcement_releases_a_waiting_batch() {
-        let (w, _, first, (a1, a2)) = held_batch().await;
-        drop(a1);
-        tokio::time::timeout(Duration::from_secs(30), first)
-            .await
-            .expect("a withdrawn announcement must end the wait")
-            .unwrap()
-            .unwrap();
-        assert_eq!(w.batches(), 1);
-        drop(a2);
-    }
-
-    #[tokio::test]
-    async fn without_announcements_a_batch_does_not_wait() {
-        let (w, _) = fake_writer(LONG);
-        for i in 0..3u8 {
-            tokio::time::timeout(Duration::from_secs(30), w.append(vec![vec![b'0' + i]]))
-                .await
-                .expect("nothing announced: no wait")
-                .unwrap();
-        }
-        // A fulfilled announcement leaves nothing outstanding either.
-        let a = w.announce();
-        w.append_announced(vec![b"x".to_vec()], a).await.unwrap();
-        tokio::time::timeout(Duration::from_secs(30), w.append(vec![b"y".to_vec()]))
-            .await
-            .expect("a fulfilled announcement must not be waited for")
-            .unwrap();
-        assert_eq!(w.batches(), 5);
-    }
-
-    #[test]
-    fn the_linger_is_bounded() {
-        // An announcement that is never fulfilled delays a batch by at most
-        // the linger.
-        let (w, _) = fake_writer(Duration::from_millis(20));
-        let _announced = (w.announce(), w.announce());
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            tokio::time::timeout(Duration::from_secs(30), w.append(vec![b"1".to_vec()]))
-                .await
-                .expect("the linger must end")
-                .unwrap();
-        });
     }
 
     #[test]
