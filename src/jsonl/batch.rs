@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use super::writer::Request;
+use super::writer::{Job, Request, Rewrite};
 
 /// Most requests one batch takes from the queue before writing; bounds the
 /// batch buffer while still amortizing the fsync.
@@ -81,17 +81,35 @@ impl Drop for Announcement {
     }
 }
 
-/// are announced than queued, waits (at most `linger`, [`MAX_LINGER`]
-/// outside tests), parked: queued requests do not wake the thread, the end
-/// of an announcement that makes it enough does. Then takes every request
-/// queued. Empty once every sender is gone.
+/// What [`gather`] took from the queue.
+pub(super) enum Gathered {
+    /// Appends to write in one batch (at least one).
+    Appends(Vec<Request>),
+    /// A rewrite, run alone between batches.
+    Rewrite(Rewrite),
+    /// Every sender is gone and the queue is drained.
+    Closed,
+}
+
+/// Gathers one batch: waits for a first job, then, while more appends are
+/// announced than queued, waits (at most `linger`, [`MAX_LINGER`] outside
+/// tests), parked: queued requests do not wake the thread, the end of an
+/// announcement that makes it enough does. Then takes every append queued,
+/// up to the first rewrite, which is kept in `held` for the next call (so a
+/// rewrite sees every append queued before it and none queued after).
 pub(super) fn gather(
-    rx: &mpsc::Receiver<Request>,
+    rx: &mpsc::Receiver<Job>,
+    held: &mut Option<Rewrite>,
     pending: &Pending,
     linger: Duration,
-) -> Vec<Request> {
-    let Ok(first) = rx.recv() else {
-        return Vec::new();
+) -> Gathered {
+    if let Some(rewrite) = held.take() {
+        return Gathered::Rewrite(rewrite);
+    }
+    let first = match rx.recv() {
+        Ok(Job::Append(first)) => first,
+        Ok(Job::Rewrite(rewrite)) => return Gathered::Rewrite(rewrite),
+        Err(_) => return Gathered::Closed,
     };
     pending.queued.fetch_sub(1, Ordering::AcqRel);
     let deadline = Instant::now() + linger;
@@ -105,14 +123,18 @@ pub(super) fn gather(
     let mut batch = vec![first];
     while batch.len() < MAX_BATCH_REQUESTS {
         match rx.try_recv() {
-            Ok(r) => {
+            Ok(Job::Append(r)) => {
                 pending.queued.fetch_sub(1, Ordering::AcqRel);
                 batch.push(r);
+            }
+            Ok(Job::Rewrite(rewrite)) => {
+                *held = Some(rewrite);
+                break;
             }
             Err(_) => break,
         }
     }
-    batch
+    Gathered::Appends(batch)
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ mod writer;
 pub use self::batch::{Announcement, MAX_LINGER};
 pub use self::load::{load, load_last};
 pub(crate) use self::writer::serialize_lines;
-pub use self::writer::{AppendDone, JsonlWriter};
+pub use self::writer::{rewrite_temp_path, AppendDone, JsonlWriter, KeepLine, RewriteStats};
 
 /// Records and fake journals shared by the tests of the three parts.
 #[cfg(test)]
