@@ -260,3 +260,164 @@ async fn refresh_rotation_survives_a_restart() {
     assert_eq!(status, 401, "the family's newest token dies too: {body}");
     assert_eq!(body["detail"], "refresh invalid: token family revoked");
 }
+
+/// A small tmpfs mounted for one test (needs root), unmounted on drop: a
+/// real file system that really fills up.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// `None` (said loudly) when this process may not mount.
+    fn mount(test: &str, size: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            common::missing_dependency(test, "cannot mount a tmpfs (needs root)");
+            return None;
+        }
+        Some(Self { dir })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Fills the file system: writes a filler file until ENOSPC.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let filler = self.path().join("filler");
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![b'f'; 4096];
+        loop {
+            match f.write(&block) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc_enospc()) => break,
+                Err(e) => panic!("filling the tmpfs: {e}"),
+            }
+        }
+        filler
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazy: a writer thread may still hold its file open.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// ENOSPC on Linux.
+fn libc_enospc() -> i32 {
+    28
+}
+
+/// A full disk fails the appends of that moment with the error (each caller
+/// hears it), and the writer recovers by itself once space is freed: no
+/// restart, later appends are durable again. A real ENOSPC from a real file
+/// system, not a fake.
+#[tokio::test]
+async fn appends_on_a_full_disk_fail_and_recover_once_space_is_freed() {
+    use wallet_auth::{RevocationEntry, RevocationKind, RevocationStore};
+    let Some(fs) = Tmpfs::mount(
+        "durability::appends_on_a_full_disk_fail_and_recover_once_space_is_freed",
+        "256k",
+    ) else {
+        return;
+    };
+    let path = fs.path().join("data/revocations.jsonl");
+    let store = wallet_auth::JsonlRevocationStore::open(&path).unwrap();
+    // Lines of more than two pages, so each append needs new pages.
+    let entry = |jti: &str| RevocationEntry {
+        jti: jti.into(),
+        revoked_at: 1.0,
+        reason: "r".repeat(9000),
+        revoked_by: "op".into(),
+        exp: None,
+        kind: RevocationKind::Token,
+    };
+    store.revoke(entry("before")).await.unwrap();
+    let filler = fs.fill();
+    for jti in ["full-1", "full-2", "full-3"] {
+        let err = store.revoke(entry(jti)).await.unwrap_err();
+        assert!(
+            matches!(&err, wallet_auth::StoreError::Io(e) if e.raw_os_error() == Some(libc_enospc())),
+            "{err:?}"
+        );
+        assert_eq!(
+            store.get(jti).await.unwrap(),
+            None,
+            "not acknowledged, not served"
+        );
+    }
+    assert_eq!(store.writer().failed_batches(), 3);
+    std::fs::remove_file(filler).unwrap();
+    store.revoke(entry("after")).await.unwrap();
+    store.revoke(entry("after-2")).await.unwrap();
+    assert!(store.writer().reopens() >= 1);
+    drop(store);
+    let reloaded = wallet_auth::JsonlRevocationStore::open(&path).unwrap();
+    let mut jtis: Vec<String> = reloaded
+        .list()
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.jti.clone())
+        .collect();
+    jtis.sort();
+    assert_eq!(jtis, ["after", "after-2", "before"]);
+}
+
+/// The mint audit on a full disk (fail-open, the default): sign-ins go on,
+/// `audit_failures` counts each lost record batch, and once space is freed
+/// the audit resumes by itself.
+#[tokio::test]
+async fn a_full_disk_gaps_the_mint_audit_which_resumes_by_itself() {
+    let Some(fs) = Tmpfs::mount(
+        "durability::a_full_disk_gaps_the_mint_audit_which_resumes_by_itself",
+        "256k",
+    ) else {
+        return;
+    };
+    let mints = fs.path().join("mints.jsonl");
+    let app = common::app(AuthConfig {
+        mint_audit_path: mints.to_string_lossy().into(),
+        ..Default::default()
+    });
+    // ML-DSA-65: each record carries a 3,904-character subject, so each
+    // sign-in's batch needs new pages.
+    let wallet = Wallet::generate("ML-DSA-65");
+    app.sign_in(&wallet).await;
+    assert_eq!(app.auth.audit_failures(), 0);
+    let filler = fs.fill();
+    let during = app.sign_in(&wallet).await;
+    assert_eq!(app.auth.audit_failures(), 1);
+    std::fs::remove_file(filler).unwrap();
+    let after = app.sign_in(&wallet).await;
+    assert_eq!(app.auth.audit_failures(), 1, "the audit resumed");
+    let on_disk: Vec<wallet_auth::MintRecord> = wallet_auth::jsonl::load(&mints).unwrap();
+    let jti = |t: &serde_json::Value| {
+        common::claims_of(t["access_token"].as_str().unwrap())["jti"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(!on_disk.iter().any(|m| m.jti == jti(&during)));
+    assert!(on_disk.iter().any(|m| m.jti == jti(&after)));
+    assert_eq!(on_disk.len(), 4, "two sign-ins of two records each");
+}
