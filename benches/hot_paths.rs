@@ -106,6 +106,9 @@ fn mint(c: &mut Criterion) {
         role: Some("wallet".into()),
         token_type: "refresh".into(),
         fam: jti,
+        auth_time: Some(now),
+        gen: 0,
+        pwv: None,
     };
     let mut g = c.benchmark_group("mint");
     g.bench_function("rs256_access", |b| {

@@ -53,6 +53,9 @@ impl WalletAuth {
             jti,
             role: Some(role.to_string()),
             token_type: "refresh".into(),
+            auth_time: Some(now),
+            gen: 0,
+            pwv: None,
         }
     }
 

@@ -35,6 +35,10 @@ pub struct AccessClaims {
     /// Fleet scope (fleet tokens, only when given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// When the session began (epoch seconds): the sign-in or login that
+    /// started the refresh family (wallet and password tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<u64>,
     /// Never present in an access token; a token carrying it (a pico-style
     /// refresh token) is refused where an access token is expected.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
@@ -64,6 +68,26 @@ pub struct RefreshClaims {
     pub token_type: String,
     /// Family: jti of the first refresh token of this login.
     pub fam: String,
+    /// When the session began (epoch seconds); absent in tokens minted
+    /// before sessions were capped, which count from their `iat`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<u64>,
+    /// Generation within the family: 0 for the login's token, one more at
+    /// each rotation. With `fam` it names the pair's token ids.
+    #[serde(default)]
+    pub gen: u64,
+    /// Password version of a password login's family: it dies when the
+    /// admin password changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pwv: Option<String>,
+}
+
+impl RefreshClaims {
+    /// When the session began: `auth_time`, or `iat` for a token minted
+    /// before `auth_time` was carried.
+    pub fn session_start(&self) -> u64 {
+        self.auth_time.unwrap_or(self.iat)
+    }
 }
 
 impl AccessClaims {
@@ -83,6 +107,7 @@ impl AccessClaims {
             session_id: None,
             agent_id: None,
             scope: None,
+            auth_time: None,
             token_type: None,
         }
     }

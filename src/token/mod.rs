@@ -89,6 +89,9 @@ pub struct TokenService {
     active: Arc<SigningKey>,
     verify_keys: HashMap<String, DecodingKey>,
     jwks: Vec<Jwk>,
+    /// HMAC key of derived token ids and tags: domain-separated from the
+    /// refresh signing key it is derived from.
+    tag_key: aws_lc_rs::hmac::Key,
     refresh_enc: EncodingKey,
     refresh_dec: DecodingKey,
     issuer: String,
@@ -117,7 +120,53 @@ pub fn new_jti() -> String {
     crate::hexcodec::encode(&b)
 }
 
+/// Which token of a refresh family's generation [`TokenService::family_jti`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FamilyToken {
+    /// The access token minted with the generation's refresh token.
+    Access,
+    /// The generation's refresh token (generation 0's jti is the family id).
+    Refresh,
+}
+
 impl TokenService {
+    /// The jti of a family's token of generation `gen`: 32 lowercase hex of
+    /// an HMAC-SHA256 under the unpublished refresh key, so the jtis a
+    /// family minted can be named again when the family is revoked, and
+    /// nobody without the key can predict them. Generation 0's refresh jti
+    /// is the family id itself.
+    pub fn family_jti(&self, fam: &str, gen: u64, which: FamilyToken) -> String {
+        if gen == 0 && which == FamilyToken::Refresh {
+            return fam.to_string();
+        }
+        let label: &[u8] = match which {
+            FamilyToken::Access => b"access",
+            FamilyToken::Refresh => b"refresh",
+        };
+        let tag = self.keyed_digest(&[b"family-jti", label, fam.as_bytes(), &gen.to_be_bytes()]);
+        crate::hexcodec::encode(&tag[..16])
+    }
+
+    /// A short keyed digest of `value` under the refresh key, for a claim
+    /// that must change when `value` does without revealing it (the
+    /// admin's password version).
+    pub fn keyed_tag(&self, label: &str, value: &[u8]) -> String {
+        let tag = self.keyed_digest(&[b"tag", label.as_bytes(), value]);
+        crate::hexcodec::encode(&tag[..8])
+    }
+
+    fn keyed_digest(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut ctx = aws_lc_rs::hmac::Context::with_key(&self.tag_key);
+        for part in parts {
+            // Length-prefixed, so no two part lists give one input.
+            ctx.update(&(part.len() as u64).to_be_bytes());
+            ctx.update(part);
+        }
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.sign().as_ref());
+        out
+    }
+
     /// A service signing with `active`, also accepting (and publishing) the
     /// `retired` public keys, e.g. after a rotation.
     pub fn new(
@@ -154,6 +203,12 @@ impl TokenService {
             active,
             verify_keys,
             jwks,
+            tag_key: {
+                use aws_lc_rs::hmac;
+                let parent = hmac::Key::new(hmac::HMAC_SHA256, refresh_secret);
+                let derived = hmac::sign(&parent, b"wallet-auth token-id and tag key v1");
+                hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())
+            },
             refresh_enc: EncodingKey::from_secret(refresh_secret),
             refresh_dec: DecodingKey::from_secret(refresh_secret),
             issuer,
@@ -304,5 +359,50 @@ impl TokenService {
         }
         self.check_exp(claims.exp)?;
         Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+
+    fn service(secret: &[u8]) -> TokenService {
+        let key = Arc::new(SigningKey::generate(2048).unwrap());
+        TokenService::new(
+            key,
+            &[],
+            secret,
+            "iss".into(),
+            "aud".into(),
+            Arc::new(SystemClock),
+        )
+    }
+
+    #[test]
+    fn family_jtis_are_stable_distinct_and_keyed() {
+        let a = service(b"secret one");
+        let fam = new_jti();
+        assert_eq!(a.family_jti(&fam, 0, FamilyToken::Refresh), fam);
+        let access0 = a.family_jti(&fam, 0, FamilyToken::Access);
+        let refresh1 = a.family_jti(&fam, 1, FamilyToken::Refresh);
+        let access1 = a.family_jti(&fam, 1, FamilyToken::Access);
+        for jti in [&access0, &refresh1, &access1] {
+            assert_eq!(jti.len(), 32);
+            assert!(jti.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        }
+        let all = [&fam, &access0, &refresh1, &access1];
+        for (i, x) in all.iter().enumerate() {
+            for y in &all[i + 1..] {
+                assert_ne!(x, y);
+            }
+        }
+        // Same inputs, same id; another key, another id.
+        assert_eq!(a.family_jti(&fam, 1, FamilyToken::Access), access1);
+        let b = service(b"secret two");
+        assert_ne!(b.family_jti(&fam, 1, FamilyToken::Access), access1);
+        assert_ne!(a.keyed_tag("pwv", b"one"), a.keyed_tag("pwv", b"two"));
+        assert_eq!(a.keyed_tag("pwv", b"one"), a.keyed_tag("pwv", b"one"));
+        assert_ne!(a.keyed_tag("pwv", b"one"), b.keyed_tag("pwv", b"one"));
     }
 }
