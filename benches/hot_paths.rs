@@ -87,6 +87,7 @@ fn access_claims(now: u64) -> AccessClaims {
         session_id: None,
         agent_id: None,
         scope: None,
+        auth_time: Some(now),
         token_type: None,
     }
 }

@@ -102,6 +102,11 @@ const FIELDS: &[(&str, Kind)] = &[
     ("challenge_max_outstanding", Kind::Count),
     ("route_prefix", Kind::Text),
     ("redis_url", Kind::Text),
+    ("rate_limit_per_ip_per_minute", Kind::Count),
+    ("refresh_per_family_per_minute", Kind::Count),
+    ("trusted_proxies", Kind::List),
+    ("session_max_days", Kind::Count),
+    ("allow_memory_revocations", Kind::Bool),
 ];
 
 const ENV_PREFIX: &str = "SERVER_AUTH_";

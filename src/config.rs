@@ -75,6 +75,23 @@ pub struct AuthConfig {
     /// three stores to the builder (the standalone server does). A
     /// [`Secret`], since it may carry a password.
     pub redis_url: Secret,
+    /// Requests per minute one client IP may make to `/challenge`,
+    /// `/sign-in`, `/refresh`, `/login` and `/fleet/sessions` together
+    /// (a token bucket with a burst of the same size); 0 turns it off.
+    /// Applied where the peer address is known (served with
+    /// [`crate::http::serve`] or `ConnectInfo<SocketAddr>`).
+    pub rate_limit_per_ip_per_minute: u32,
+    /// Refreshes per minute of one refresh family; 0 turns it off.
+    pub refresh_per_family_per_minute: u32,
+    /// CIDRs (or addresses) of proxies whose `X-Forwarded-For` is believed;
+    /// empty (the default) ignores the header.
+    pub trusted_proxies: Vec<String>,
+    /// No refresh family outlives this many days from its sign-in or login.
+    pub session_max_days: u64,
+    /// Lets a router with a persistent signing key keep its denylist in
+    /// memory (a restart then forgets every revocation and re-arms every
+    /// used refresh token). Off: `build()` refuses that combination.
+    pub allow_memory_revocations: bool,
 }
 
 impl Default for AuthConfig {
@@ -108,6 +125,11 @@ impl Default for AuthConfig {
             challenge_max_outstanding: 1_000_000,
             route_prefix: "/api/v1/auth".into(),
             redis_url: Secret::default(),
+            rate_limit_per_ip_per_minute: 600,
+            refresh_per_family_per_minute: 10,
+            trusted_proxies: Vec::new(),
+            session_max_days: 30,
+            allow_memory_revocations: false,
         }
     }
 }
@@ -207,6 +229,14 @@ impl AuthConfig {
             return Err(ConfigError::invalid("admin_role", "must not be empty"));
         }
         self.wallet_algorithms()?;
+        if self.session_max_days == 0 || self.session_max_days > 3650 {
+            return Err(ConfigError::invalid(
+                "session_max_days",
+                "must be between 1 and 3650",
+            ));
+        }
+        crate::limit::TrustedProxies::parse(&self.trusted_proxies)
+            .map_err(|e| ConfigError::invalid("trusted_proxies", e.to_string()))?;
         if self.fleet_allowed_roles.iter().any(|r| r.trim().is_empty()) {
             return Err(ConfigError::invalid(
                 "fleet_allowed_roles",

@@ -46,7 +46,7 @@ async fn strangers_cannot_keep_a_wallet_from_signing_in() {
     .with_signing_key(common::signing_key())
     .build()
     .unwrap();
-    let per_ip = auth.config().rate_limit_per_ip_per_minute;
+    let per_ip = u64::from(auth.config().rate_limit_per_ip_per_minute);
     assert!(per_ip > 0, "the default config has a per-IP limit");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();

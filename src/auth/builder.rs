@@ -6,14 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::sweeper::Sweeper;
-use super::{Inner, WalletAuth, FLEET_MIN_TTL};
+use super::{Inner, WalletAuth};
 use crate::audit::MintAuditStore;
 use crate::challenge::{ChallengeStore, MemoryChallengeStore};
 use crate::clock::{SharedClock, SystemClock};
 use crate::password::{AdminLogin, LoginLimits};
 use crate::revocation::RevocationStore;
 use crate::token::{Jwk, SigningKey, TokenService};
-use crate::wallet::Algorithm;
 use crate::work::CpuLimiter;
 use crate::{AuthConfig, ConfigError};
 
