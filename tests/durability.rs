@@ -421,3 +421,135 @@ async fn a_full_disk_gaps_the_mint_audit_which_resumes_by_itself() {
     assert!(on_disk.iter().any(|m| m.jti == jti(&after)));
     assert_eq!(on_disk.len(), 4, "two sign-ins of two records each");
 }
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A used refresh token as `/refresh` records it, for an ML-DSA-65 wallet
+/// (a 3,904-character subject).
+fn refresh_used(jti: String, exp: u64) -> wallet_auth::RevocationEntry {
+    wallet_auth::RevocationEntry {
+        reason: format!("rotated to {}", wallet_auth::token::new_jti()),
+        revoked_at: 1_767_225_600.125,
+        revoked_by: format!("0x{}", "ab".repeat(1951)),
+        exp: Some(exp),
+        kind: wallet_auth::RevocationKind::RefreshUsed,
+        jti,
+    }
+}
+
+/// What a used refresh token costs on disk, before (the whole entry, as
+/// this crate wrote it up to now) and after (bookkeeping only).
+#[tokio::test]
+async fn a_used_refresh_token_takes_a_small_line() {
+    use wallet_auth::RevocationStore;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("revocations.jsonl");
+    let store = wallet_auth::JsonlRevocationStore::open(&path).unwrap();
+    let entry = refresh_used(wallet_auth::token::new_jti(), now_secs() + 7 * 86_400);
+    assert_eq!(entry.revoked_by.len(), 3904);
+    let before = serde_json::to_vec(&entry).unwrap().len() + 1;
+    assert!(store.try_insert(entry).await.unwrap());
+    let after = std::fs::metadata(&path).unwrap().len() as usize;
+    eprintln!("refresh_used line: {before} bytes before, {after} bytes after");
+    assert!(before > 3904);
+    assert!(after < 128, "{after} bytes");
+}
+
+/// Many dead entries (expired bookkeeping) and a few live ones: the purge
+/// compacts the file down to the live entries (rewriting an old fat line
+/// without its subject), a reload finds the same set, and the leftover of a
+/// compaction interrupted by a crash is ignored and deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_shrinks_the_denylist_file_to_its_live_entries() {
+    use wallet_auth::{JsonlRevocationStore, RevocationStore};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("revocations.jsonl");
+    let t = now_secs();
+    // A file from before this change: a live used token with its subject.
+    let old = refresh_used("old-fat".into(), t + 10_000);
+    let mut text = serde_json::to_vec(&old).unwrap();
+    text.push(b'\n');
+    std::fs::write(&path, &text).unwrap();
+
+    let store = Arc::new(JsonlRevocationStore::open(&path).unwrap());
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..3000 {
+        let store = Arc::clone(&store);
+        set.spawn(async move {
+            // Dying soon, except every hundredth.
+            let exp = if i % 100 == 0 { t + 10_000 } else { t + 100 };
+            store
+                .try_insert(refresh_used(format!("used-{i}"), exp))
+                .await
+        });
+    }
+    for i in 0..20 {
+        let store = Arc::clone(&store);
+        set.spawn(async move {
+            store
+                .revoke(wallet_auth::RevocationEntry {
+                    jti: format!("op-{i}"),
+                    revoked_at: 1.5,
+                    reason: "lost laptop".into(),
+                    revoked_by: "operator-1".into(),
+                    exp: None,
+                    kind: wallet_auth::RevocationKind::Token,
+                })
+                .await
+                .map(|_| true)
+        });
+    }
+    assert!(set.join_all().await.into_iter().all(|r| r.unwrap()));
+    let big = std::fs::metadata(&path).unwrap().len();
+    assert_eq!(store.list().await.unwrap().len(), 3021);
+
+    // Nothing expired yet: no compaction.
+    assert_eq!(store.purge_expired(t).await.unwrap(), 0);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), big);
+
+    assert_eq!(store.purge_expired(t + 100).await.unwrap(), 2970);
+    let live: Vec<wallet_auth::RevocationEntry> = store.list().await.unwrap().to_vec();
+    assert_eq!(live.len(), 51);
+    let small = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        small.lines().count(),
+        51,
+        "the file holds the live entries only"
+    );
+    assert!(!small.contains("abab"), "no subject left in the file");
+    eprintln!("compaction: {big} bytes -> {} bytes", small.len());
+    // Appends go on, to the new file.
+    assert!(store
+        .try_insert(refresh_used("after".into(), t + 10_000))
+        .await
+        .unwrap());
+    drop(store);
+
+    let sorted = |mut v: Vec<wallet_auth::RevocationEntry>| {
+        v.sort_by(|a, b| a.jti.cmp(&b.jti));
+        v
+    };
+    let reloaded = JsonlRevocationStore::open(&path).unwrap();
+    let mut expected = live.clone();
+    expected.push(refresh_used("after".into(), t + 10_000).stored());
+    assert_eq!(
+        sorted(reloaded.list().await.unwrap().to_vec()),
+        sorted(expected.clone())
+    );
+    drop(reloaded);
+
+    // A crash mid-compaction left the new file half written beside the old.
+    let tmp = wallet_auth::jsonl::rewrite_temp_path(&path);
+    std::fs::write(&tmp, &small.as_bytes()[..small.len() / 2]).unwrap();
+    let after_crash = JsonlRevocationStore::open(&path).unwrap();
+    assert!(!tmp.exists());
+    assert_eq!(
+        sorted(after_crash.list().await.unwrap().to_vec()),
+        sorted(expected)
+    );
+}

@@ -32,7 +32,15 @@ fn options(prefix: &str) -> RedisOptions {
 
 /// A router whose three stores live in Redis under `prefix`.
 async fn app_on(url: &str, prefix: &str) -> TestApp {
-    let stores = RedisStores::connect(url, options(prefix)).await.unwrap();
+    app_on_clock(url, prefix, Arc::new(wallet_auth::clock::SystemClock)).await
+}
+
+/// As [`app_on`], the denylist reading time from `clock`.
+async fn app_on_clock(url: &str, prefix: &str, clock: wallet_auth::clock::SharedClock) -> TestApp {
+    let stores = RedisStores::connect(url, options(prefix))
+        .await
+        .unwrap()
+        .with_clock(clock);
     let revocations = stores.revocations().await.unwrap();
     common::app_with(AuthConfig::default(), |builder| {
         builder
@@ -223,7 +231,10 @@ async fn redis_outage_answers_503_fails_closed_and_recovers() {
         return;
     };
     let prefix = unique_prefix("outage");
-    let app = app_on(&redis.url(), &prefix).await;
+    // The denylist's staleness bound runs on this clock: the test moves it
+    // past the bound instead of sleeping.
+    let store_clock = wallet_auth::clock::ManualClock::starting_now();
+    let app = app_on_clock(&redis.url(), &prefix, Arc::new(store_clock.clone())).await;
     let wallet = Wallet::generate("Ed25519");
     let signed_in = app.sign_in(&wallet).await;
     let refresh = signed_in["refresh_token"].as_str().unwrap().to_string();
@@ -260,7 +271,7 @@ async fn redis_outage_answers_503_fails_closed_and_recovers() {
     let r = app.get("/jwks", None).await;
     assert_eq!(r.status, StatusCode::OK);
     // Once the local denylist is past the bound, gated routes fail closed.
-    tokio::time::sleep(MAX_STALENESS + Duration::from_millis(300)).await;
+    store_clock.advance(MAX_STALENESS + Duration::from_millis(300));
     let service = token(&app, "service");
     let r = app.get("/revoked-jtis", Some(&service)).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);

@@ -5,6 +5,8 @@
 mod common;
 #[path = "common/store_conformance.rs"]
 mod conformance;
+#[path = "common/revocation_conformance.rs"]
+mod revocation_conformance;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -94,6 +96,13 @@ conformance_tests!(jsonl_files, Jsonl::new());
 conformance_tests!(
     redis,
     optional redis_backend::RedisBackend::start("store_conformance::redis").await
+);
+revocation_conformance_tests!(memory_denylist, Memory::new());
+revocation_conformance_tests!(jsonl_denylist, Jsonl::new());
+#[cfg(feature = "redis")]
+revocation_conformance_tests!(
+    redis_denylist,
+    optional redis_backend::RedisBackend::start("store_conformance::redis_denylist").await
 );
 
 /// A real redis-server per case (a unique key prefix too); reopening a store

@@ -1,6 +1,9 @@
 //! The durable denylist: a JSON Lines file plus an in-memory index.
 
+use std::borrow::Cow;
+use std::collections::HashSet;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -8,8 +11,13 @@ use dashmap::DashMap;
 use tokio::sync::OnceCell;
 
 use super::{MemoryRevocationStore, RevocationEntry, RevocationStore};
-use crate::jsonl::{self, JsonlWriter};
+use crate::clock::{SharedClock, SystemClock};
+use crate::jsonl::{self, JsonlWriter, RewriteStats};
 use crate::StoreError;
+
+/// Dead lines (expired, duplicate, malformed) the file must hold, beyond
+/// outnumbering the live entries, before a purge compacts it.
+pub const COMPACT_MIN_DEAD_LINES: u64 = 1000;
 
 /// The denylist in a JSON Lines file (pico-server-auth's format), indexed in
 /// memory.
@@ -17,6 +25,18 @@ use crate::StoreError;
 /// Reads (`get`, `list`, `version`) are answered from the index. A new
 /// entry enters the index only after its line is fsync'd, so nothing is
 /// served that a crash could take back.
+///
+/// # Expiry and compaction
+/// Entries already expired are not loaded. [`purge_expired`] drops expired
+/// entries from the index and, when dead lines dominate the file (more than
+/// the live entries, and at least [`COMPACT_MIN_DEAD_LINES`]), compacts it
+/// with [`compact`](JsonlRevocationStore::compact): the live lines go to a
+/// new file, which is fsync'd and renamed over the old one, then the
+/// directory is fsync'd; the writer goes on appending to the new file.
+/// Bookkeeping lines written whole by older versions (with the subject) are
+/// rewritten without it.
+///
+/// [`purge_expired`]: RevocationStore::purge_expired
 ///
 /// # Concurrent revokes of one jti
 /// The first caller for a jti not yet in the index becomes its writer: the
@@ -29,13 +49,17 @@ use crate::StoreError;
 ///
 /// One gap remains: a revoke whose future is dropped (cancelled) after its
 /// line was queued may still get written while a waiter writes a second line
-/// for the same jti. The loader keeps the first line for a jti, so the
-/// denylist stays correct; only that entry's `revoked_at` may differ from
-/// the one the waiter returned.
+/// for the same jti. The loader keeps the first unexpired line for a jti, so
+/// the denylist stays correct; only that entry's `revoked_at` may differ
+/// from the one the waiter returned.
 pub struct JsonlRevocationStore {
     index: MemoryRevocationStore,
     writer: JsonlWriter,
     in_flight: DashMap<String, Arc<OnceCell<RevocationEntry>>>,
+    /// Lines the file is believed to hold (live, expired, duplicate).
+    lines_in_file: AtomicU64,
+    compact_min_dead: u64,
+    compacting: AtomicBool,
 }
 
 impl std::fmt::Debug for JsonlRevocationStore {
@@ -43,6 +67,7 @@ impl std::fmt::Debug for JsonlRevocationStore {
         f.debug_struct("JsonlRevocationStore")
             .field("writer", &self.writer)
             .field("entries", &self.index.len())
+            .field("lines_in_file", &self.lines_in_file.load(Ordering::Relaxed))
             .finish()
     }
 }
@@ -50,21 +75,33 @@ impl std::fmt::Debug for JsonlRevocationStore {
 impl JsonlRevocationStore {
     /// Opens (creating when missing) the file at `path` and loads it.
     ///
-    /// Lines without a `jti` are skipped; when a jti appears twice, the
-    /// first line wins. Does blocking I/O: call it at start-up.
+    /// Lines without a `jti` and entries already expired are skipped; when
+    /// a jti appears twice, the first unexpired line wins. Does blocking
+    /// I/O: call it at start-up.
     ///
     /// # Errors
     /// When the file cannot be opened for writing or read. There is no
     /// fallback to memory.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with_clock(path, Arc::new(SystemClock))
+    }
+
+    /// As [`open`](JsonlRevocationStore::open), reading time from `clock`.
+    ///
+    /// # Errors
+    /// As [`open`](JsonlRevocationStore::open).
+    pub fn open_with_clock(path: impl AsRef<Path>, clock: SharedClock) -> Result<Self, StoreError> {
         let path = path.as_ref();
         let writer = JsonlWriter::open(path)?;
-        let index = MemoryRevocationStore::new();
-        let mut duplicates = 0usize;
-        let mut no_jti = 0usize;
+        let now = clock.now_secs();
+        let index = MemoryRevocationStore::with_clock(clock);
+        let (mut lines, mut duplicates, mut no_jti, mut expired) = (0u64, 0usize, 0usize, 0usize);
         for entry in jsonl::load::<RevocationEntry>(path)? {
+            lines += 1;
             if entry.jti.is_empty() {
                 no_jti += 1;
+            } else if entry.is_expired(now) {
+                expired += 1;
             } else if index.insert_if_absent(entry).is_some() {
                 duplicates += 1;
             }
@@ -74,13 +111,25 @@ impl JsonlRevocationStore {
             entries = index.len(),
             duplicates,
             no_jti,
+            expired,
             "revocation store loaded"
         );
         Ok(Self {
             index,
             writer,
             in_flight: DashMap::new(),
+            lines_in_file: AtomicU64::new(lines),
+            compact_min_dead: COMPACT_MIN_DEAD_LINES,
+            compacting: AtomicBool::new(false),
         })
+    }
+
+    /// Compacts once at least `lines` dead lines outnumber the live entries
+    /// (default [`COMPACT_MIN_DEAD_LINES`]).
+    #[must_use]
+    pub fn with_compaction_threshold(mut self, lines: u64) -> Self {
+        self.compact_min_dead = lines;
+        self
     }
 
     /// The writer, for its counters.
@@ -88,17 +137,80 @@ impl JsonlRevocationStore {
         &self.writer
     }
 
-    async fn write_new(&self, entry: RevocationEntry) -> Result<RevocationEntry, StoreError> {
+    /// Rewrites the file with the entries live at `now` (the first
+    /// unexpired line of each jti), crash-safely (see
+    /// [`JsonlWriter::rewrite`]). Appends wait while it runs.
+    ///
+    /// # Errors
+    /// As [`JsonlWriter::rewrite`]; the old file is then kept.
+    pub async fn compact(&self, now: u64) -> Result<RewriteStats, StoreError> {
+        let mut seen: HashSet<String> = HashSet::new();
+        let stats = self
+            .writer
+            .rewrite(Box::new(move |line| {
+                let entry: RevocationEntry = serde_json::from_slice(line).ok()?;
+                if entry.jti.is_empty() || entry.is_expired(now) || seen.contains(&entry.jti) {
+                    return None;
+                }
+                seen.insert(entry.jti.clone());
+                if entry.kind.is_bookkeeping()
+                    && !(entry.reason.is_empty() && entry.revoked_by.is_empty())
+                {
+                    // An older line with the subject: rewritten without it.
+                    return entry.stored().to_line().ok().map(Cow::Owned);
+                }
+                Some(Cow::Borrowed(line))
+            }))
+            .await?;
+        self.lines_in_file.store(stats.kept, Ordering::Release);
+        Ok(stats)
+    }
+
+    /// Writes `entry` unless a live entry for its jti is present; returns
+    /// the stored entry (`entry` as given when written) and whether this
+    /// call wrote it.
+    async fn write_new(
+        &self,
+        entry: RevocationEntry,
+    ) -> Result<(RevocationEntry, bool), StoreError> {
         // Re-check under the cell: an earlier writer may have finished
         // (inserted, then left `in_flight`) between our first lookup and
         // our taking the cell.
-        if let Some(existing) = self.index.lookup(&entry.jti) {
-            return Ok(existing);
+        if let Some(existing) = self.index.lookup_live(&entry.jti) {
+            return Ok((existing, false));
         }
-        self.writer
-            .append_records(std::slice::from_ref(&entry))
-            .await?;
-        Ok(self.index.insert_if_absent(entry.clone()).unwrap_or(entry))
+        self.writer.append(vec![entry.to_line()?]).await?;
+        self.lines_in_file.fetch_add(1, Ordering::AcqRel);
+        Ok(match self.index.insert_if_absent(entry.clone()) {
+            Some(existing) => (existing, false),
+            None => (entry, true),
+        })
+    }
+
+    /// The one write for `entry.jti` (shared by concurrent callers); whether
+    /// this call is the one that wrote it.
+    async fn insert(&self, entry: RevocationEntry) -> Result<(RevocationEntry, bool), StoreError> {
+        if let Some(existing) = self.index.lookup_live(&entry.jti) {
+            return Ok((existing, false));
+        }
+        let jti = entry.jti.clone();
+        // Clone the cell out so no map guard is held across an await.
+        let cell = Arc::clone(self.in_flight.entry(jti.clone()).or_default().value());
+        let _guard = InFlightGuard {
+            map: &self.in_flight,
+            jti: &jti,
+            cell: Arc::clone(&cell),
+        };
+        let mut created = false;
+        let stored = cell
+            .get_or_try_init(|| async {
+                let (stored, wrote) = self.write_new(entry).await?;
+                created = wrote;
+                Ok::<_, StoreError>(stored)
+            })
+            .await?
+            .clone();
+        Ok((stored, created))
     }
 }
 
@@ -120,20 +232,11 @@ impl Drop for InFlightGuard<'_> {
 #[async_trait]
 impl RevocationStore for JsonlRevocationStore {
     async fn revoke(&self, entry: RevocationEntry) -> Result<RevocationEntry, StoreError> {
-        if let Some(existing) = self.index.lookup(&entry.jti) {
-            return Ok(existing);
-        }
-        let jti = entry.jti.clone();
-        // Clone the cell out so no map guard is held across an await.
-        let cell = Arc::clone(self.in_flight.entry(jti.clone()).or_default().value());
-        let _guard = InFlightGuard {
-            map: &self.in_flight,
-            jti: &jti,
-            cell: Arc::clone(&cell),
-        };
-        cell.get_or_try_init(|| self.write_new(entry))
-            .await
-            .cloned()
+        Ok(self.insert(entry).await?.0)
+    }
+
+    async fn try_insert(&self, entry: RevocationEntry) -> Result<bool, StoreError> {
+        Ok(self.insert(entry).await?.1)
     }
 
     async fn get(&self, jti: &str) -> Result<Option<RevocationEntry>, StoreError> {
@@ -142,6 +245,24 @@ impl RevocationStore for JsonlRevocationStore {
 
     async fn list(&self) -> Result<Arc<Vec<RevocationEntry>>, StoreError> {
         Ok(self.index.snapshot())
+    }
+
+    async fn purge_expired(&self, now: u64) -> Result<usize, StoreError> {
+        let removed = self.index.purge(now);
+        let live = self.index.len() as u64;
+        let dead = self
+            .lines_in_file
+            .load(Ordering::Acquire)
+            .saturating_sub(live);
+        if dead >= self.compact_min_dead.max(1)
+            && dead > live
+            && !self.compacting.swap(true, Ordering::AcqRel)
+        {
+            let outcome = self.compact(now).await;
+            self.compacting.store(false, Ordering::Release);
+            outcome?;
+        }
+        Ok(removed)
     }
 
     fn version(&self) -> u64 {

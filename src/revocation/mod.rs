@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-pub use self::jsonl::JsonlRevocationStore;
+pub use self::jsonl::{JsonlRevocationStore, COMPACT_MIN_DEAD_LINES};
 pub use self::memory::MemoryRevocationStore;
 use crate::StoreError;
 
@@ -32,6 +32,16 @@ impl RevocationKind {
     fn is_token(&self) -> bool {
         *self == RevocationKind::Token
     }
+
+    /// Whether entries of this kind are the server's own bookkeeping (used
+    /// refresh tokens, revoked families): never served, and stored with no
+    /// more than the jti, `revoked_at`, `exp` and kind.
+    pub fn is_bookkeeping(&self) -> bool {
+        matches!(
+            self,
+            RevocationKind::RefreshUsed | RevocationKind::RefreshFamily
+        )
+    }
 }
 
 /// One denylist line: `{"jti","revoked_at","reason","revoked_by"}` as in
@@ -48,13 +58,59 @@ pub struct RevocationEntry {
     /// `sub` of whoever revoked it.
     #[serde(default)]
     pub revoked_by: String,
-    /// The token's own `exp`, when known: past it the entry no longer needs
-    /// to be served to consumers (the file keeps it).
+    /// The token's own `exp`, when known: past it the entry protects
+    /// nothing and is purged (see [`RevocationStore::purge_expired`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exp: Option<u64>,
     /// What kind of entry this is; absent means an operator revocation.
     #[serde(default, skip_serializing_if = "RevocationKind::is_token")]
     pub kind: RevocationKind,
+}
+
+impl RevocationEntry {
+    /// The entry as the stores keep it: a bookkeeping entry
+    /// ([`RevocationKind::is_bookkeeping`]) loses `reason` and `revoked_by`
+    /// (which would carry the subject, 3,904 characters for an ML-DSA-65
+    /// wallet); an operator revocation is kept whole.
+    #[must_use]
+    pub fn stored(mut self) -> Self {
+        if self.kind.is_bookkeeping() {
+            self.reason = String::new();
+            self.revoked_by = String::new();
+        }
+        self
+    }
+
+    /// Whether the entry's `exp` has passed at `now` (epoch seconds): it
+    /// then protects nothing. An entry without `exp` never expires.
+    pub fn is_expired(&self, now: u64) -> bool {
+        self.exp.is_some_and(|exp| exp <= now)
+    }
+
+    /// The entry as one stored JSON line (without its newline): an operator
+    /// revocation in pico-server-auth's shape, a bookkeeping entry as
+    /// `{"jti","revoked_at","exp","kind"}` only.
+    pub(crate) fn to_line(&self) -> Result<Vec<u8>, StoreError> {
+        #[derive(Serialize)]
+        struct Bookkeeping<'a> {
+            jti: &'a str,
+            revoked_at: f64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            exp: Option<u64>,
+            kind: RevocationKind,
+        }
+        let line = if self.kind.is_bookkeeping() {
+            serde_json::to_vec(&Bookkeeping {
+                jti: &self.jti,
+                revoked_at: self.revoked_at,
+                exp: self.exp,
+                kind: self.kind,
+            })
+        } else {
+            serde_json::to_vec(self)
+        };
+        line.map_err(|e| StoreError::Backend(Box::new(e)))
+    }
 }
 
 /// Where the denylist lives.
@@ -67,15 +123,49 @@ pub struct RevocationEntry {
 /// - [`get`](RevocationStore::get) is answered from memory; it is on the hot
 ///   path of every gated request and every refresh.
 /// - [`list`](RevocationStore::list) returns every entry, newest first.
-/// - [`version`](RevocationStore::version) changes whenever the set changes,
-///   so callers can cache what they derive from `list`.
+/// - [`try_insert`](RevocationStore::try_insert) is atomic: of many
+///   concurrent calls for one jti (on one instance or, for a shared
+///   backend, on all), exactly one returns `true`.
+/// - Bookkeeping entries ([`RevocationKind::is_bookkeeping`]) are stored
+///   without `reason` and `revoked_by` ([`RevocationEntry::stored`]).
+/// - An entry whose `exp` has passed protects nothing: an insert treats it
+///   as absent, and [`purge_expired`](RevocationStore::purge_expired)
+///   removes it from memory, from `list`, and from the backing storage
+///   (the JSON Lines file by compaction, Redis by deleting it). Entries
+///   without `exp` stay forever. The purge runs in the background (the
+///   builder schedules it), never on a request's path.
+/// - [`version`](RevocationStore::version) changes whenever the set changes
+///   (inserts and purges), so callers can cache what they derive from
+///   `list`.
 #[async_trait]
 pub trait RevocationStore: Send + Sync + 'static {
-    /// Adds `entry` unless its jti is already revoked; returns the stored entry.
+    /// Adds `entry` unless its jti is already revoked. Returns the entry
+    /// already stored, or `entry` itself (as given, so a caller can
+    /// recognise its own) when this call added it.
     ///
     /// # Errors
     /// When the entry cannot be made durable; it is then not revoked.
     async fn revoke(&self, entry: RevocationEntry) -> Result<RevocationEntry, StoreError>;
+
+    /// Adds `entry` unless its jti is already present (and not expired),
+    /// atomically; `true` when this call added it. `Ok` comes once the
+    /// entry is durable, as for [`revoke`](RevocationStore::revoke).
+    ///
+    /// # Errors
+    /// When the entry cannot be made durable; it is then not added.
+    async fn try_insert(&self, entry: RevocationEntry) -> Result<bool, StoreError>;
+
+    /// Removes every entry whose `exp` is at or before `now` (epoch
+    /// seconds); returns how many left memory. For scheduling in the
+    /// background; the default does nothing.
+    ///
+    /// # Errors
+    /// When the backing storage cannot be cleaned up (what left memory
+    /// stays gone; the next purge tries the storage again).
+    async fn purge_expired(&self, now: u64) -> Result<usize, StoreError> {
+        let _ = now;
+        Ok(0)
+    }
 
     /// The entry for `jti`, if revoked.
     ///
@@ -97,6 +187,12 @@ pub trait RevocationStore: Send + Sync + 'static {
 impl<T: RevocationStore + ?Sized> RevocationStore for Arc<T> {
     async fn revoke(&self, entry: RevocationEntry) -> Result<RevocationEntry, StoreError> {
         (**self).revoke(entry).await
+    }
+    async fn try_insert(&self, entry: RevocationEntry) -> Result<bool, StoreError> {
+        (**self).try_insert(entry).await
+    }
+    async fn purge_expired(&self, now: u64) -> Result<usize, StoreError> {
+        (**self).purge_expired(now).await
     }
     async fn get(&self, jti: &str) -> Result<Option<RevocationEntry>, StoreError> {
         (**self).get(jti).await

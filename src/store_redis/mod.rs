@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | `{prefix}ch:{hex sha256(len, address, nonce)}` | string, TTL | one outstanding challenge (`challenge::challenge_key`); 64 bytes of key after the prefix whatever the address, no nonce stored |
 //! | `{prefix}revoked` | hash | jti -> entry JSON: the denylist |
+//! | `{prefix}revoked:exp` | sorted set | jti scored by its `exp`: what the purge deletes when due |
 //! | `{prefix}revocations` | stream | the denylist's change feed (capped) |
 //! | `{prefix}mints` | stream | the mint audit (capped) |
 //!
@@ -32,11 +33,14 @@ mod revocation;
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 pub use self::audit::RedisMintAuditStore;
 pub use self::challenge::RedisChallengeStore;
 pub use self::revocation::RedisRevocationStore;
+use crate::clock::{SharedClock, SystemClock};
 use crate::StoreError;
 
 /// Settings of the Redis stores. Plain data with [`Default`].
@@ -102,6 +106,7 @@ pub struct RedisStores {
     client: ::redis::Client,
     conn: ConnectionManager,
     options: RedisOptions,
+    clock: SharedClock,
 }
 
 impl std::fmt::Debug for RedisStores {
@@ -132,7 +137,16 @@ impl RedisStores {
             client,
             conn,
             options,
+            clock: Arc::new(SystemClock),
         })
+    }
+
+    /// Reads time from `clock` (the denylist's staleness bound and expiry;
+    /// tests pass a manual clock). Stores opened afterwards use it.
+    #[must_use]
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The options in force.
@@ -159,7 +173,13 @@ impl RedisStores {
             self.options.feed_block + self.options.op_timeout,
         )
         .await?;
-        RedisRevocationStore::open(self.conn.clone(), feed, self.options.clone()).await
+        RedisRevocationStore::open(
+            self.conn.clone(),
+            feed,
+            self.options.clone(),
+            Arc::clone(&self.clock),
+        )
+        .await
     }
 
     /// The mint audit, serving the newest `max_in_memory` records

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use crate::clock::SharedClock;
+
 use ::redis::aio::ConnectionManager;
 use ::redis::streams::{StreamRangeReply, StreamReadReply};
 use ::redis::Script;
@@ -16,17 +18,60 @@ use super::{timed, RedisOptions};
 use crate::revocation::{MemoryRevocationStore, RevocationEntry, RevocationStore};
 use crate::StoreError;
 
-/// `HSETNX` and `XADD` in one atomic step: the first entry for a jti wins on
-/// every instance, and the feed carries each new entry exactly once.
+/// Insert-if-absent, the expiry index and `XADD` in one atomic step: the
+/// first live entry for a jti wins on every instance (an expired one counts
+/// as absent), and the feed carries each new entry exactly once. Then up to
+/// [`PURGE_ON_WRITE`] expired entries are deleted, so that Redis stays
+/// bounded by the live entries even when no instance runs the purge.
+///
+/// KEYS: hash, feed, expiry index. ARGV: jti, entry JSON, feed cap, `exp`
+/// (empty when none), now (epoch seconds), purge limit.
 const REVOKE: &str = r"
 local existing = redis.call('HGET', KEYS[1], ARGV[1])
 if existing then
-  return {0, existing}
+  local ok, e = pcall(cjson.decode, existing)
+  local exp = nil
+  if ok and type(e) == 'table' then exp = tonumber(e['exp']) end
+  if not (exp and exp <= tonumber(ARGV[5])) then
+    return {0, existing}
+  end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if ARGV[4] ~= '' then
+  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+else
+  redis.call('ZREM', KEYS[3], ARGV[1])
+end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'entry', ARGV[2])
+local dead = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[5], 'LIMIT', 0, tonumber(ARGV[6]))
+for _, j in ipairs(dead) do
+  if j ~= ARGV[1] then
+    redis.call('HDEL', KEYS[1], j)
+    redis.call('ZREM', KEYS[3], j)
+  end
+end
 return {1, ARGV[2]}
 ";
+
+/// Deletes up to ARGV[2] entries whose `exp` (their score in the expiry
+/// index) is at or before ARGV[1]; returns how many. KEYS: hash, index.
+const PURGE: &str = r"
+local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, j in ipairs(dead) do
+  redis.call('HDEL', KEYS[1], j)
+  redis.call('ZREM', KEYS[2], j)
+end
+return #dead
+";
+
+/// Expired entries each insert deletes on the way.
+const PURGE_ON_WRITE: usize = 8;
+
+/// Expired entries one purge step deletes.
+const PURGE_BATCH: usize = 1000;
+
+/// Most purge steps of one [`RedisRevocationStore::purge_expired`].
+const PURGE_MAX_STEPS: usize = 100;
 
 /// How many feed entries one `XREAD` may return.
 const FEED_BATCH: usize = 1000;
@@ -36,54 +81,68 @@ const FEED_RETRY: Duration = Duration::from_millis(200);
 
 struct Shared {
     local: MemoryRevocationStore,
-    base: Instant,
-    /// Milliseconds after `base` up to which the local copy is known to hold
-    /// every entry Redis acknowledged.
+    clock: SharedClock,
+    /// Clock time (epoch milliseconds) up to which the local copy is known
+    /// to hold every entry Redis acknowledged.
     synced_ms: AtomicU64,
     max_staleness: Duration,
 }
 
 impl Shared {
-    fn mark_synced(&self, as_of: Instant) {
-        let ms = u64::try_from(as_of.saturating_duration_since(self.base).as_millis())
-            .unwrap_or(u64::MAX);
-        self.synced_ms.fetch_max(ms, Ordering::AcqRel);
+    fn now_ms(&self) -> u64 {
+        self.clock.now_millis()
+    }
+
+    fn mark_synced(&self, as_of_ms: u64) {
+        self.synced_ms.fetch_max(as_of_ms, Ordering::AcqRel);
     }
 
     fn check_fresh(&self) -> Result<(), StoreError> {
-        let synced = self.base + Duration::from_millis(self.synced_ms.load(Ordering::Acquire));
-        let age = Instant::now().saturating_duration_since(synced);
-        if age > self.max_staleness {
+        let age = self
+            .now_ms()
+            .saturating_sub(self.synced_ms.load(Ordering::Acquire));
+        if u128::from(age) > self.max_staleness.as_millis() {
             return Err(StoreError::Unavailable(format!(
-                "redis: denylist not confirmed in sync for {} ms",
-                age.as_millis()
+                "redis: denylist not confirmed in sync for {age} ms"
             )));
         }
         Ok(())
     }
 
-    /// Adds entries missing locally, oldest first. Entries are never removed:
-    /// keeping a revocation Redis lost is the safe side.
+    /// Adds entries missing locally, oldest first, except expired ones.
+    /// Only the purge removes entries: keeping a revocation Redis lost is
+    /// the safe side.
     fn apply(&self, entries: impl IntoIterator<Item = RevocationEntry>) {
+        let now = self.clock.now_secs();
         for e in entries {
-            self.local.insert_if_absent(e);
+            if !e.is_expired(now) {
+                self.local.insert_if_absent(e);
+            }
         }
     }
 }
 
 /// The denylist shared by every instance using the same Redis and key prefix.
 ///
-/// - `revoke` runs one Lua script: `HSET {prefix}revoked jti entry` unless
-///   the jti is present, and then `XADD {prefix}revocations`; it returns the
-///   stored (first) entry. `Ok` means Redis acknowledged it; how durable that
-///   is depends on Redis's `appendfsync` (see the README).
+/// - `revoke` and `try_insert` run one Lua script: `HSET {prefix}revoked
+///   jti entry` unless a live entry for the jti is present, `ZADD
+///   {prefix}revoked:exp exp jti` when the entry has an `exp`, and then
+///   `XADD {prefix}revocations`. `Ok` means Redis acknowledged it; how
+///   durable that is depends on Redis's `appendfsync` (see the README).
+/// - Expiry: Redis 7.0 has no per-field TTL in a hash (`HEXPIRE` came with
+///   7.4), so each entry's `exp` is its score in the index
+///   `{prefix}revoked:exp`; [`purge_expired`](RevocationStore::purge_expired)
+///   deletes the entries due (and every insert deletes a few on the way),
+///   and each instance drops them from its copy. Entries without `exp`
+///   stay. Bookkeeping entries are stored without their subject.
 /// - `get`, `list` and `version` answer from a local copy
 ///   ([`MemoryRevocationStore`]), never a round trip per entry. A background
 ///   task keeps it fresh: it tails the feed with `XREAD BLOCK feed_block`,
 ///   which wakes as soon as any instance revokes, and reloads the whole hash
 ///   every `resync_interval` and after any feed error.
-/// - When the copy has not been confirmed in sync for `max_staleness`, `get`
-///   and `list` answer [`StoreError::Unavailable`]: callers fail closed. The
+/// - When the copy has not been confirmed in sync for `max_staleness` (by
+///   the crate's [`Clock`](crate::clock::Clock), so tests can move it),
+///   `get` and `list` answer [`StoreError::Unavailable`]: callers fail closed. The
 ///   worst-case delay between a revoke acknowledged at one instance and its
 ///   effect at another is therefore `max_staleness`.
 /// - The task stops when the store is dropped.
@@ -91,8 +150,10 @@ pub struct RedisRevocationStore {
     shared: Arc<Shared>,
     conn: ConnectionManager,
     script: Script,
+    purge: Script,
     hash_key: String,
     feed_key: String,
+    expiry_key: String,
     options: RedisOptions,
     _stop: oneshot::Sender<()>,
 }
@@ -112,19 +173,22 @@ impl RedisRevocationStore {
         conn: ConnectionManager,
         feed_conn: ConnectionManager,
         options: RedisOptions,
+        clock: SharedClock,
     ) -> Result<Self, StoreError> {
         let hash_key = format!("{}revoked", options.key_prefix);
         let feed_key = format!("{}revocations", options.key_prefix);
+        let expiry_key = format!("{}revoked:exp", options.key_prefix);
         let shared = Arc::new(Shared {
-            local: MemoryRevocationStore::new(),
-            base: Instant::now(),
+            local: MemoryRevocationStore::with_clock(Arc::clone(&clock)),
+            clock,
             synced_ms: AtomicU64::new(0),
             max_staleness: options.max_staleness,
         });
         let mut first = conn.clone();
-        let sent = Instant::now();
+        let sent = shared.now_ms();
         let (cursor, entries) =
             full_sync(&mut first, &hash_key, &feed_key, options.op_timeout).await?;
+        index_expiries(&mut first, &expiry_key, &entries, options.op_timeout).await?;
         shared.apply(entries);
         shared.mark_synced(sent);
         let (stop, stopped) = oneshot::channel();
@@ -141,8 +205,10 @@ impl RedisRevocationStore {
             shared,
             conn,
             script: Script::new(REVOKE),
+            purge: Script::new(PURGE),
             hash_key,
             feed_key,
+            expiry_key,
             options,
             _stop: stop,
         })
@@ -157,29 +223,89 @@ impl RedisRevocationStore {
     pub fn is_empty(&self) -> bool {
         self.shared.local.is_empty()
     }
+
+    /// The one atomic insert: the stored entry and whether this call
+    /// created it.
+    async fn insert(&self, entry: &RevocationEntry) -> Result<(RevocationEntry, bool), StoreError> {
+        let line = entry.to_line()?;
+        let exp = entry.exp.map(|e| e.to_string()).unwrap_or_default();
+        let mut conn = self.conn.clone();
+        let (created, stored): (i64, Vec<u8>) = timed(
+            self.options.op_timeout,
+            self.script
+                .key(&self.hash_key)
+                .key(&self.feed_key)
+                .key(&self.expiry_key)
+                .arg(&entry.jti)
+                .arg(line)
+                .arg(self.options.feed_max_len.max(1))
+                .arg(exp)
+                .arg(self.shared.clock.now_secs())
+                .arg(PURGE_ON_WRITE)
+                .invoke_async(&mut conn),
+        )
+        .await?;
+        let stored: RevocationEntry =
+            serde_json::from_slice(&stored).map_err(|e| StoreError::Backend(Box::new(e)))?;
+        // Read your own writes: this instance sees it before the feed says so.
+        self.shared.apply([stored.clone()]);
+        Ok((stored, created == 1))
+    }
+}
+
+/// Indexes the `exp` of entries written before the index existed (a no-op
+/// for entries already in it), so that they expire too.
+async fn index_expiries(
+    conn: &mut ConnectionManager,
+    expiry_key: &str,
+    entries: &[RevocationEntry],
+    limit: Duration,
+) -> Result<(), StoreError> {
+    let with_exp: Vec<(u64, &str)> = entries
+        .iter()
+        .filter_map(|e| e.exp.map(|exp| (exp, e.jti.as_str())))
+        .collect();
+    for chunk in with_exp.chunks(500) {
+        let mut cmd = ::redis::cmd("ZADD");
+        cmd.arg(expiry_key).arg("NX");
+        for (exp, jti) in chunk {
+            cmd.arg(*exp).arg(*jti);
+        }
+        let _: i64 = timed(limit, cmd.query_async(conn)).await?;
+    }
+    Ok(())
 }
 
 #[async_trait]
 impl RevocationStore for RedisRevocationStore {
     async fn revoke(&self, entry: RevocationEntry) -> Result<RevocationEntry, StoreError> {
-        let json = serde_json::to_string(&entry).map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let (stored, created) = self.insert(&entry).await?;
+        Ok(if created { entry } else { stored })
+    }
+
+    async fn try_insert(&self, entry: RevocationEntry) -> Result<bool, StoreError> {
+        Ok(self.insert(&entry).await?.1)
+    }
+
+    async fn purge_expired(&self, now: u64) -> Result<usize, StoreError> {
+        let removed = self.shared.local.purge(now);
         let mut conn = self.conn.clone();
-        let (_created, stored): (i64, String) = timed(
-            self.options.op_timeout,
-            self.script
-                .key(&self.hash_key)
-                .key(&self.feed_key)
-                .arg(&entry.jti)
-                .arg(json)
-                .arg(self.options.feed_max_len.max(1))
-                .invoke_async(&mut conn),
-        )
-        .await?;
-        let stored: RevocationEntry =
-            serde_json::from_str(&stored).map_err(|e| StoreError::Backend(Box::new(e)))?;
-        // Read your own writes: this instance sees it before the feed says so.
-        self.shared.apply([stored.clone()]);
-        Ok(stored)
+        for _ in 0..PURGE_MAX_STEPS {
+            let deleted: usize = timed(
+                self.options.op_timeout,
+                self.purge
+                    .key(&self.hash_key)
+                    .key(&self.expiry_key)
+                    .arg(now)
+                    .arg(PURGE_BATCH)
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+            if deleted < PURGE_BATCH {
+                break;
+            }
+        }
+        Ok(removed)
     }
 
     async fn get(&self, jti: &str) -> Result<Option<RevocationEntry>, StoreError> {
@@ -290,7 +416,9 @@ impl Feed {
         need_full: &mut bool,
     ) -> Result<bool, StoreError> {
         let o = &self.options;
-        let sent = Instant::now();
+        let Some(sent) = self.shared.upgrade().map(|s| s.now_ms()) else {
+            return Ok(false);
+        };
         if *need_full || last_full.elapsed() >= o.resync_interval {
             let (cursor, entries) =
                 full_sync(&mut self.conn, &self.hash_key, &self.feed_key, o.op_timeout).await?;
@@ -340,7 +468,8 @@ impl Feed {
         if n == 0 {
             // An empty answer came after the server waited feed_block from
             // when it received the request: nothing was added before then.
-            shared.mark_synced((sent + o.feed_block).min(Instant::now()));
+            let block_ms = u64::try_from(o.feed_block.as_millis()).unwrap_or(u64::MAX);
+            shared.mark_synced(sent.saturating_add(block_ms).min(shared.now_ms()));
         } else if n < FEED_BATCH {
             shared.mark_synced(sent);
         }
