@@ -66,7 +66,7 @@ fn verify(c: &mut Criterion) {
 }
 
 fn service() -> WalletAuth {
-    WalletAuth::builder(AuthConfig::default())
+    WalletAuth::builder(AuthConfig { allow_memory_revocations: true, ..Default::default() })
         .with_signing_key(SigningKey::generate(2048).expect("RSA key"))
         .build()
         .expect("service")

@@ -129,6 +129,12 @@ pub enum Error {
         /// Seconds until the next attempt is allowed.
         retry_after_secs: u64,
     },
+    /// A rate limit (per client IP, or per refresh family) is spent.
+    #[error("too many requests")]
+    TooManyRequests {
+        /// Seconds until the bucket admits a request again.
+        retry_after_secs: u64,
+    },
     /// `/fleet/sessions` with no secret configured.
     #[error("not found")]
     FleetDisabled,

@@ -69,7 +69,7 @@ async fn call(
 
 #[tokio::test]
 async fn merge_into_a_host_app_with_its_own_state() {
-    let auth = WalletAuth::builder(AuthConfig::default())
+    let auth = WalletAuth::builder(AuthConfig { allow_memory_revocations: true, ..Default::default() })
         .with_signing_key(common::signing_key())
         .build()
         .unwrap();
@@ -128,6 +128,7 @@ async fn merge_into_a_host_app_with_its_own_state() {
 async fn nest_under_another_prefix() {
     let auth = WalletAuth::builder(AuthConfig {
         route_prefix: String::new(),
+        allow_memory_revocations: true,
         ..Default::default()
     })
     .with_signing_key(common::signing_key())
@@ -193,6 +194,10 @@ fn bad_config_fails_at_build_naming_the_field() {
             "signing_key_path",
         ),
     ] {
+        let config = AuthConfig {
+            allow_memory_revocations: true,
+            ..config
+        };
         let mut b = WalletAuth::builder(config);
         if field != "signing_key_path" {
             b = b.with_signing_key(common::signing_key());
@@ -208,7 +213,7 @@ fn bad_config_fails_at_build_naming_the_field() {
 async fn rotation_keeps_the_retired_key_verifying() {
     let old_key = wallet_auth::SigningKey::from_pem(&common::other_key_pem()).unwrap();
     let old_jwk = old_key.jwk().clone();
-    let old = WalletAuth::builder(AuthConfig::default())
+    let old = WalletAuth::builder(AuthConfig { allow_memory_revocations: true, ..Default::default() })
         .with_signing_key(old_key)
         .build()
         .unwrap();
@@ -226,7 +231,7 @@ async fn rotation_keeps_the_retired_key_verifying() {
     );
     let old_token = old.tokens().sign_access(&claims).unwrap();
 
-    let new = WalletAuth::builder(AuthConfig::default())
+    let new = WalletAuth::builder(AuthConfig { allow_memory_revocations: true, ..Default::default() })
         .with_signing_key(common::signing_key())
         .with_retired_key(old_jwk.clone())
         .build()

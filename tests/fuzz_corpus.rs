@@ -50,6 +50,7 @@ async fn router_requests() {
         fleet_mint_secret: SECRET.into(),
         auto_create_admin: true,
         admin_password: Some("fuzz-admin-password".into()),
+        allow_memory_revocations: true,
         ..Default::default()
     })
     .with_signing_key(common::signing_key())

@@ -41,6 +41,7 @@ async fn strangers_cannot_keep_a_wallet_from_signing_in() {
     let auth = WalletAuth::builder(AuthConfig {
         // Long enough for the victim's 2 s between challenge and sign-in.
         challenge_ttl_seconds: 30,
+        allow_memory_revocations: true,
         ..Default::default()
     })
     .with_signing_key(common::signing_key())

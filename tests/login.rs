@@ -120,6 +120,7 @@ async fn login_wrong_credentials_and_lockout() {
 fn login_on_without_a_password_is_a_config_error() {
     let err = wallet_auth::WalletAuth::builder(AuthConfig {
         auto_create_admin: true,
+        allow_memory_revocations: true,
         ..Default::default()
     })
     .with_signing_key(common::signing_key())

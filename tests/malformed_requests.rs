@@ -90,6 +90,7 @@ fn build_fixture() -> Fixture {
             fleet_mint_secret: SECRET.into(),
             auto_create_admin: true,
             admin_password: Some("correct horse battery staple".into()),
+            allow_memory_revocations: true,
             ..Default::default()
         })
         .with_signing_key(common::signing_key())

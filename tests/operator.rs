@@ -537,6 +537,7 @@ fn broken_audit_app(fail_closed: bool) -> TestApp {
     let clock = wallet_auth::clock::ManualClock::starting_now();
     let auth = wallet_auth::WalletAuth::builder(AuthConfig {
         mint_audit_fail_closed: fail_closed,
+        allow_memory_revocations: true,
         ..Default::default()
     })
     .with_signing_key(common::signing_key())
@@ -569,6 +570,7 @@ async fn a_failed_audit_write_is_counted_and_fails_closed_only_when_asked() {
 fn redis_url_without_the_redis_stores_is_a_config_error() {
     let config = AuthConfig {
         redis_url: "redis://:secret@127.0.0.1:6379".into(),
+        allow_memory_revocations: true,
         ..Default::default()
     };
     assert!(!format!("{config:?}").contains(":secret@"), "redacted");

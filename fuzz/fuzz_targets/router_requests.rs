@@ -40,6 +40,7 @@ fn fixture() -> &'static Fixture {
                 fleet_mint_secret: SECRET.into(),
                 auto_create_admin: true,
                 admin_password: Some("fuzz-admin-password".into()),
+                allow_memory_revocations: true,
                 ..Default::default()
             })
             .with_signing_key(SigningKey::from_pem(KEY).expect("test key"))

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::sweeper::Sweeper;
 use super::{Inner, WalletAuth};
+use crate::limit::{RateLimits, TrustedProxies};
 use crate::audit::MintAuditStore;
 use crate::challenge::{ChallengeStore, MemoryChallengeStore};
 use crate::clock::{SharedClock, SystemClock};
@@ -131,6 +132,8 @@ impl WalletAuthBuilder {
         let algorithms = config.wallet_algorithms()?;
         let clock: SharedClock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
 
+        let persistent_key = self.signing_key.is_some()
+            || config.signing_key_path.as_deref().is_some_and(|p| !p.is_empty());
         let key = match (self.signing_key, &config.signing_key_path) {
             (Some(k), _) => k,
             (None, Some(path)) if !path.is_empty() => {
@@ -157,6 +160,20 @@ impl WalletAuthBuilder {
             Arc::clone(&clock),
         );
 
+        // A key that outlives the process (given, or read from a file) with
+        // a denylist that does not would re-arm every revocation at restart.
+        if persistent_key
+            && self.revocation_store.is_none()
+            && config.revocation_store_path.is_empty()
+            && !config.allow_memory_revocations
+        {
+            return Err(ConfigError::invalid(
+                "revocation_store_path",
+                "is empty while the signing key is persistent: a restart would forget every \
+                 revocation and re-arm every used refresh token. Set revocation_store_path (or \
+                 pass a store with with_revocation_store), or set allow_memory_revocations",
+            ));
+        }
         if !config.redis_url.is_empty()
             && (self.challenge_store.is_none()
                 || self.revocation_store.is_none()
@@ -191,6 +208,20 @@ impl WalletAuthBuilder {
         } else {
             None
         };
+        let password_version = admin.as_ref().map(|_| {
+            tokens.keyed_tag(
+                "admin-password",
+                config.admin_password.as_deref().unwrap_or("").as_bytes(),
+            )
+        });
+        let trusted = TrustedProxies::parse(&config.trusted_proxies)
+            .map_err(|e| ConfigError::invalid("trusted_proxies", e.to_string()))?;
+        let limits = RateLimits::new(
+            config.rate_limit_per_ip_per_minute,
+            config.refresh_per_family_per_minute,
+            trusted,
+            Arc::clone(&clock),
+        );
         let mut operator_roles = HashSet::new();
         operator_roles.insert("operator".to_string());
         operator_roles.insert(config.admin_role.clone());
@@ -216,6 +247,8 @@ impl WalletAuthBuilder {
             fleet_roles,
             audit_failures: AtomicU64::new(0),
             admin,
+            password_version,
+            limits,
             sweeper: Sweeper::new(self.sweep_interval),
         });
         inner.sweeper.ensure_started(&inner);

@@ -1,6 +1,6 @@
 //! The bootstrap admin's password login (SPEC 1 `POST /login`).
 
-use super::mint::TokenPair;
+use super::mint::{Session, TokenPair};
 use super::{check_len, WalletAuth, MAX_TEXT_LEN};
 use crate::Error;
 
@@ -31,8 +31,8 @@ impl WalletAuth {
     async fn mint_login(&self, email: &str) -> Result<TokenPair, Error> {
         let now = self.inner.clock.now_secs();
         let role = self.inner.config.admin_role.clone();
-        let access = self.access_claims(email, &role, now);
-        let refresh = self.refresh_claims(email, &role, None, now);
+        let session = Session::begin(email, &role, now, self.inner.password_version.clone());
+        let (access, refresh) = self.session_pair(&session, now);
         self.issue_pair(access, refresh, || Ok(())).await
     }
 }

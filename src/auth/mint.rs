@@ -9,8 +9,58 @@ use tokio::sync::oneshot;
 
 use super::{Inner, WalletAuth};
 use crate::audit::MintRecord;
-use crate::token::{new_jti, AccessClaims, RefreshClaims, TokenError};
+use crate::token::{new_jti, AccessClaims, FamilyToken, RefreshClaims, TokenError};
 use crate::{Error, StoreError};
+
+/// Where a token pair stands in its login session: who, the refresh
+/// family, the generation within it, when the session began, and (for a
+/// password login) the password version.
+#[derive(Debug, Clone)]
+pub(super) struct Session {
+    pub(super) sub: String,
+    pub(super) role: String,
+    pub(super) fam: String,
+    pub(super) gen: u64,
+    pub(super) auth_time: u64,
+    pub(super) pwv: Option<String>,
+}
+
+impl Session {
+    /// A new session (a sign-in or a login) beginning `now`: a fresh family,
+    /// generation 0.
+    pub(super) fn begin(sub: &str, role: &str, now: u64, pwv: Option<String>) -> Self {
+        Self {
+            sub: sub.to_string(),
+            role: role.to_string(),
+            fam: new_jti(),
+            gen: 0,
+            auth_time: now,
+            pwv,
+        }
+    }
+
+    /// The next generation of the session `claims` belongs to.
+    pub(super) fn after(claims: &RefreshClaims, role: String) -> Self {
+        Self {
+            sub: claims.sub.clone(),
+            role,
+            fam: claims.fam.clone(),
+            gen: claims.gen.saturating_add(1),
+            auth_time: claims.session_start(),
+            pwv: claims.pwv.clone(),
+        }
+    }
+
+    /// When the session ends, epoch seconds.
+    pub(super) fn end(&self, session_max_days: u64) -> u64 {
+        session_end(self.auth_time, session_max_days)
+    }
+}
+
+/// When a session that began at `auth_time` ends.
+pub(super) fn session_end(auth_time: u64, session_max_days: u64) -> u64 {
+    auth_time.saturating_add(session_max_days.saturating_mul(86_400))
+}
 
 /// An access and refresh token pair.
 #[derive(Debug, Clone, Serialize)]
@@ -34,29 +84,38 @@ impl WalletAuth {
         )
     }
 
-    pub(super) fn refresh_claims(
-        &self,
-        sub: &str,
-        role: &str,
-        family: Option<String>,
-        now: u64,
-    ) -> RefreshClaims {
+    /// The access and refresh claims of generation `session.gen` of a
+    /// refresh family. Their jtis are the family's ([`TokenService::family_jti`]),
+    /// so the family's access tokens can be named again if it is revoked;
+    /// neither token lives past the session's end (`session_max_days` after
+    /// `auth_time`).
+    ///
+    /// [`TokenService::family_jti`]: crate::token::TokenService::family_jti
+    pub(super) fn session_pair(&self, session: &Session, now: u64) -> (AccessClaims, RefreshClaims) {
         let c = &self.inner.config;
-        let jti = new_jti();
-        RefreshClaims {
+        let tokens = &self.inner.tokens;
+        let end = session.end(c.session_max_days);
+        let access = AccessClaims {
+            jti: tokens.family_jti(&session.fam, session.gen, FamilyToken::Access),
+            auth_time: Some(session.auth_time),
+            exp: (now + c.access_token_expire_minutes * 60).min(end),
+            ..self.access_claims(&session.sub, &session.role, now)
+        };
+        let refresh = RefreshClaims {
             iss: c.issuer.clone(),
             aud: c.audience.clone(),
-            sub: sub.to_string(),
+            sub: session.sub.clone(),
             iat: now,
-            exp: now + c.refresh_token_expire_days * 86_400,
-            fam: family.unwrap_or_else(|| jti.clone()),
-            jti,
-            role: Some(role.to_string()),
+            exp: (now + c.refresh_token_expire_days * 86_400).min(end),
+            jti: tokens.family_jti(&session.fam, session.gen, FamilyToken::Refresh),
+            fam: session.fam.clone(),
+            role: Some(session.role.clone()),
             token_type: "refresh".into(),
-            auth_time: Some(now),
-            gen: 0,
-            pwv: None,
-        }
+            auth_time: Some(session.auth_time),
+            gen: session.gen,
+            pwv: session.pwv.clone(),
+        };
+        (access, refresh)
     }
 
     /// Whether a mint of these claims is audited (its lifetime reaches

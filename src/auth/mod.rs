@@ -22,6 +22,7 @@ use std::sync::Arc;
 use crate::audit::MintAuditStore;
 use crate::challenge::ChallengeStore;
 use crate::clock::SharedClock;
+use crate::limit::RateLimits;
 use crate::password::AdminLogin;
 use crate::revocation::RevocationStore;
 use crate::token::{Jwk, TokenService};
@@ -70,6 +71,10 @@ pub(crate) struct Inner {
     fleet_roles: HashSet<String>,
     audit_failures: AtomicU64,
     admin: Option<AdminLogin>,
+    /// A keyed tag of the admin password: carried by the admin's refresh
+    /// tokens, which die when it changes.
+    password_version: Option<String>,
+    limits: RateLimits,
     sweeper: sweeper::Sweeper,
 }
 
@@ -101,6 +106,11 @@ impl WalletAuth {
     /// The configuration in force.
     pub fn config(&self) -> &AuthConfig {
         &self.inner.config
+    }
+
+    /// The rate limits (SPEC 10), for the edge.
+    pub(crate) fn limits(&self) -> &RateLimits {
+        &self.inner.limits
     }
 
     /// The token service (mint and validate).

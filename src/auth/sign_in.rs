@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::mint::Session;
 use super::{check_len, WalletAuth, MAX_ADDRESS_LEN, MAX_CHALLENGE_LEN, MAX_HEX_LEN};
 use crate::token::AccessClaims;
 use crate::wallet::{self, Algorithm};
@@ -120,12 +121,12 @@ impl WalletAuth {
         }
 
         let now = self.inner.clock.now_secs();
+        let (access, refresh) = self.session_pair(&Session::begin(&wallet_id, "wallet", now, None), now);
         let access = AccessClaims {
             algorithm: Some(algorithm.as_str().to_string()),
             wallet_address: Some(wallet_id.clone()),
-            ..self.access_claims(&wallet_id, "wallet", now)
+            ..access
         };
-        let refresh = self.refresh_claims(&wallet_id, "wallet", None, now);
         let message = req.challenge.into_bytes();
         let pair = self
             .issue_pair(access, refresh, move || {

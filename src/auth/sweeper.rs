@@ -1,4 +1,5 @@
-//! The background sweep of expired challenges.
+//! The background sweep: expired challenges, denylist entries past their
+//! token's `exp`, and idle rate-limit buckets.
 //!
 //! It is started by [`build`](crate::WalletAuthBuilder::build) when that
 //! runs inside a tokio runtime, or else by the first challenge issued inside
@@ -60,6 +61,14 @@ async fn sweep(weak: Weak<Inner>, every: Duration) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "challenge sweep failed"),
         }
+        // Denylist entries past their token's exp protect nothing.
+        match inner.revocations.purge_expired(inner.clock.now_secs()).await {
+            Ok(n) if n > 0 => tracing::debug!(purged = n, "purged expired denylist entries"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "denylist purge failed"),
+        }
+        // Rate-limit buckets that have refilled are forgotten.
+        inner.limits.sweep();
     }
 }
 

@@ -33,7 +33,9 @@ impl Error {
             Error::FleetDisabled => StatusCode::NOT_FOUND,
             Error::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::BodyTimedOut => StatusCode::REQUEST_TIMEOUT,
-            Error::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::TooManyAttempts { .. } | Error::TooManyRequests { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Error::ChallengesFull { .. } | Error::Overloaded | Error::Unavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -44,6 +46,7 @@ impl Error {
     fn retry_after(&self) -> Option<u64> {
         match self {
             Error::TooManyAttempts { retry_after_secs }
+            | Error::TooManyRequests { retry_after_secs }
             | Error::ChallengesFull { retry_after_secs } => Some((*retry_after_secs).max(1)),
             Error::Overloaded | Error::Unavailable(_) => Some(1),
             _ => None,

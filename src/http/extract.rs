@@ -129,6 +129,11 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        // Behind the rate limit the address is resolved already (trusted
+        // proxies' `X-Forwarded-For` taken into account); else the peer.
+        if let Some(super::limit::ResolvedIp(ip)) = parts.extensions.get() {
+            return Ok(ClientIp(Some(*ip)));
+        }
         let ip = parts
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()

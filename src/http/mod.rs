@@ -6,9 +6,10 @@ mod bodies;
 mod error;
 mod extract;
 mod handlers;
+mod limit;
 mod routes;
 mod serve;
 
 pub use self::extract::{Bearer, Claims, ClientIp, JsonObject, MAX_BODY_BYTES};
-pub use self::routes::routes;
+pub use self::routes::{rate_limited_routes, routes};
 pub use self::serve::{serve, ServeOptions};

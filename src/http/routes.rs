@@ -52,6 +52,9 @@ struct Route {
     /// Relative to the configured `route_prefix`.
     path: &'static str,
     handler: fn(MethodFilter) -> MethodRouter<EdgeState>,
+    /// Behind the per-IP rate limit (the routes an anonymous client calls
+    /// to get tokens: SPEC 10).
+    limited: bool,
 }
 
 const ROUTES: [Route; 9] = [
@@ -59,46 +62,55 @@ const ROUTES: [Route; 9] = [
         verb: Verb::Get,
         path: "/jwks",
         handler: |m| on(m, handlers::jwks),
+        limited: false,
     },
     Route {
         verb: Verb::Post,
         path: "/challenge",
         handler: |m| on(m, handlers::challenge),
+        limited: true,
     },
     Route {
         verb: Verb::Post,
         path: "/sign-in",
         handler: |m| on(m, handlers::sign_in),
+        limited: true,
     },
     Route {
         verb: Verb::Post,
         path: "/refresh",
         handler: |m| on(m, handlers::refresh),
+        limited: true,
     },
     Route {
         verb: Verb::Post,
         path: "/login",
         handler: |m| on(m, handlers::login),
+        limited: true,
     },
     Route {
         verb: Verb::Post,
         path: "/fleet/sessions",
         handler: |m| on(m, handlers::fleet_session),
+        limited: true,
     },
     Route {
         verb: Verb::Post,
         path: "/revoke",
         handler: |m| on(m, handlers::revoke),
+        limited: false,
     },
     Route {
         verb: Verb::Get,
         path: "/revoked-jtis",
         handler: |m| on(m, handlers::revoked_jtis),
+        limited: false,
     },
     Route {
         verb: Verb::Get,
         path: "/mints",
         handler: |m| on(m, handlers::mints),
+        limited: false,
     },
 ];
 
@@ -114,6 +126,16 @@ pub fn routes() -> Vec<(Method, &'static str)> {
     ROUTES.iter().map(|r| (r.verb.method(), r.path)).collect()
 }
 
+/// The routes behind the per-IP rate limit (SPEC 10), as [`routes`] lists them.
+pub fn rate_limited_routes() -> Vec<(Method, &'static str)> {
+    ROUTES
+        .iter()
+        .filter(|r| r.limited)
+        .map(|r| (r.verb.method(), r.path))
+        .collect()
+}
+
+
 impl WalletAuth {
     /// The router with every route of SPEC section 1 (see [`routes`]) under
     /// the configured prefix (default `/api/v1/auth`). Generic over the
@@ -127,10 +149,17 @@ impl WalletAuth {
             auth: self.clone(),
             bodies: Bodies::new(self),
         });
+        let limit = axum::middleware::from_fn_with_state(Arc::clone(&edge), super::limit::per_ip);
         ROUTES
             .iter()
             .fold(Router::new(), |router, r| {
-                router.route(&format!("{prefix}{}", r.path), (r.handler)(r.verb.filter()))
+                let route = (r.handler)(r.verb.filter());
+                let route = if r.limited {
+                    route.route_layer(limit.clone())
+                } else {
+                    route
+                };
+                router.route(&format!("{prefix}{}", r.path), route)
             })
             .method_not_allowed_fallback(handlers::method_not_allowed)
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

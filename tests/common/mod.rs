@@ -61,6 +61,12 @@ pub fn app_with(
     more: impl FnOnce(WalletAuthBuilder) -> WalletAuthBuilder,
 ) -> TestApp {
     let clock = ManualClock::starting_now();
+    // The test key is persistent: a test app keeps its denylist in memory
+    // unless it names a file.
+    let config = AuthConfig {
+        allow_memory_revocations: true,
+        ..config
+    };
     let builder = WalletAuth::builder(config)
         .with_signing_key(signing_key())
         .with_clock(Arc::new(clock.clone()));
