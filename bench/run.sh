@@ -25,7 +25,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$ROOT/target/bench-run}
 VENV=${VENV:-$ROOT/target/pico-venv}
 PORT_OURS=18100 PORT_PICO=18101 PORT_FLOOR=18102 PORT_RSS=18103
-SECRET=bench-fleet-secret
+SECRET=bench-fleet-secret-of-32-bytes-or-more
 PASSWORD=bench-admin-password
 PREFIX=/api/v1/auth
 
@@ -87,8 +87,11 @@ wait_listening() {
   echo "server did not start: $1" >&2; return 1
 }
 
+# The rate limits are off: the load comes from one IP and measures
+# throughput, not the limits (SPEC 10; 0 = off).
 ours_env=(env RUST_LOG=warn SERVER_AUTH_FLEET_MINT_SECRET=$SECRET SERVER_AUTH_AUTO_CREATE_ADMIN=true
-  SERVER_AUTH_ADMIN_PASSWORD=$PASSWORD SERVER_AUTH_CHALLENGE_TTL_SECONDS=3600)
+  SERVER_AUTH_ADMIN_PASSWORD=$PASSWORD SERVER_AUTH_CHALLENGE_TTL_SECONDS=3600
+  SERVER_AUTH_RATE_LIMIT_PER_IP_PER_MINUTE=0 SERVER_AUTH_REFRESH_PER_FAMILY_PER_MINUTE=0)
 
 start_ours() { # PORT DATADIR LOG
   "${ours_env[@]}" taskset -c "$SERVER_CORE" "$BIN/standalone" --listen "127.0.0.1:$1" --data-dir "$2" >"$3" 2>&1 &

@@ -272,3 +272,146 @@ async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>)
     .await;
     out.into_iter().map(|o| o.unwrap()).collect()
 }
+
+/// A real store that can be made to fail: the memory denylist whose
+/// `try_insert` (marking a refresh token used) answers "unavailable" while
+/// `failing` is set, as a Redis timeout would.
+struct FlakyDenylist {
+    inner: wallet_auth::MemoryRevocationStore,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl wallet_auth::RevocationStore for FlakyDenylist {
+    async fn revoke(
+        &self,
+        entry: wallet_auth::RevocationEntry,
+    ) -> Result<wallet_auth::RevocationEntry, wallet_auth::StoreError> {
+        self.inner.revoke(entry).await
+    }
+    async fn try_insert(
+        &self,
+        entry: wallet_auth::RevocationEntry,
+    ) -> Result<bool, wallet_auth::StoreError> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(wallet_auth::StoreError::Unavailable("injected timeout".into()));
+        }
+        self.inner.try_insert(entry).await
+    }
+    async fn get(
+        &self,
+        jti: &str,
+    ) -> Result<Option<wallet_auth::RevocationEntry>, wallet_auth::StoreError> {
+        self.inner.get(jti).await
+    }
+    async fn list(
+        &self,
+    ) -> Result<std::sync::Arc<Vec<wallet_auth::RevocationEntry>>, wallet_auth::StoreError> {
+        self.inner.list().await
+    }
+    fn version(&self) -> u64 {
+        self.inner.version()
+    }
+}
+
+#[tokio::test]
+async fn a_refresh_whose_store_write_fails_can_be_retried() {
+    let store = std::sync::Arc::new(FlakyDenylist {
+        inner: wallet_auth::MemoryRevocationStore::new(),
+        failing: std::sync::atomic::AtomicBool::new(false),
+    });
+    let shared = std::sync::Arc::clone(&store);
+    let app = app_with(AuthConfig::default(), move |b| b.with_revocation_store(shared));
+    let s = app.sign_in(&Wallet::generate("Ed25519")).await;
+    store.failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = refresh(&app, &s["refresh_token"]).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+    assert!(r.headers.contains_key("retry-after"));
+    store.failing.store(false, std::sync::atomic::Ordering::SeqCst);
+    // The retry is not reuse: it rotates, and the chain goes on.
+    let r = refresh(&app, &s["refresh_token"]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r2 = refresh(&app, &r.body["refresh_token"]).await;
+    assert_eq!(r2.status, StatusCode::OK, "{}", r2.body);
+    // And the presented token is now spent.
+    let again = refresh(&app, &s["refresh_token"]).await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED);
+}
+
+/// The memory mint audit, refusing appends while `failing` is set (a full
+/// or unwritable audit disk).
+struct FlakyAudit {
+    inner: wallet_auth::MemoryMintAuditStore,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl wallet_auth::MintAuditStore for FlakyAudit {
+    async fn append(
+        &self,
+        records: Vec<wallet_auth::MintRecord>,
+    ) -> Result<(), wallet_auth::StoreError> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(wallet_auth::StoreError::Unavailable("injected: disk full".into()));
+        }
+        self.inner.append(records).await
+    }
+    async fn recent(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<wallet_auth::MintRecord>, wallet_auth::StoreError> {
+        self.inner.recent(limit).await
+    }
+}
+
+#[tokio::test]
+async fn a_refresh_refused_by_a_fail_closed_audit_can_be_retried() {
+    let audit = std::sync::Arc::new(FlakyAudit {
+        inner: wallet_auth::MemoryMintAuditStore::new(100),
+        failing: std::sync::atomic::AtomicBool::new(false),
+    });
+    let shared = std::sync::Arc::clone(&audit);
+    let app = app_with(
+        AuthConfig {
+            mint_audit_fail_closed: true,
+            ..Default::default()
+        },
+        move |b| b.with_mint_audit_store(shared),
+    );
+    let s = app.sign_in(&Wallet::generate("Ed25519")).await;
+    audit.failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = refresh(&app, &s["refresh_token"]).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+    audit.failing.store(false, std::sync::atomic::Ordering::SeqCst);
+    let r = refresh(&app, &s["refresh_token"]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        refresh(&app, &r.body["refresh_token"]).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn the_family_limit_answers_429_and_leaves_the_token_usable() {
+    let app = app(AuthConfig {
+        refresh_per_family_per_minute: 2,
+        ..Default::default()
+    });
+    let s = app.sign_in(&Wallet::generate("Ed25519")).await;
+    let mut token = s["refresh_token"].clone();
+    for _ in 0..2 {
+        let r = refresh(&app, &token).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        token = r.body["refresh_token"].clone();
+    }
+    let r = refresh(&app, &token).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    assert_eq!(r.detail(), "too many requests");
+    let wait: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    // Another family is not affected; this one refills with time.
+    let other = app.sign_in(&Wallet::generate("Ed25519")).await;
+    assert_eq!(refresh(&app, &other["refresh_token"]).await.status, StatusCode::OK);
+    app.clock.advance(Duration::from_secs(wait));
+    assert_eq!(refresh(&app, &token).await.status, StatusCode::OK);
+}
