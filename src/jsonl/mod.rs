@@ -8,6 +8,9 @@
 //!   whose signature is being computed) can [`announce`](JsonlWriter::announce)
 //!   it: while more appends are announced than are queued, a batch waits
 //!   for them (at most [`MAX_LINGER`]) so that they share its fsync.
+//!   After a failed batch the next one reopens the file and tries again, so
+//!   appends recover by themselves; [`rewrite`](JsonlWriter::rewrite)
+//!   replaces the file crash-safely (compaction).
 //! - [`load`] and [`load_last`] read a file written by this crate or by
 //!   pico-server-auth: blank lines are skipped, a malformed line is skipped
 //!   with a warning (line number only, never its contents), and a torn last
