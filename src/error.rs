@@ -67,6 +67,9 @@ pub enum Error {
     /// The request body is over [`MAX_BODY_BYTES`](crate::http::MAX_BODY_BYTES).
     #[error("request body too large (max {} bytes)", crate::http::MAX_BODY_BYTES)]
     BodyTooLarge,
+    /// A JSON body sent without a JSON `Content-Type` (SPEC 1).
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
     /// The request body did not arrive within the server's body deadline
     /// ([`ServeOptions::body_read_timeout`](crate::http::ServeOptions::body_read_timeout)).
     #[error("request body not received in time")]
@@ -156,6 +159,10 @@ pub enum Error {
     /// `/revoke` without a jti.
     #[error("jti required")]
     JtiRequired,
+    /// `/revoke` with an `exp` at or before now: the entry would never
+    /// reach consumers.
+    #[error("exp is in the past")]
+    ExpInPast,
     /// The challenge store is full.
     #[error("too many outstanding challenges; retry later")]
     ChallengesFull {
@@ -171,6 +178,14 @@ pub enum Error {
     /// A bug or an unexpected failure; the cause is logged, not returned.
     #[error("internal error")]
     Internal(String),
+}
+
+impl Error {
+    /// `UnsupportedAlgorithm` showing at most 64 characters of what the
+    /// client sent, so a huge value is not echoed back.
+    pub(crate) fn unsupported_algorithm(shown: &str) -> Self {
+        Self::UnsupportedAlgorithm(shown.chars().take(64).collect())
+    }
 }
 
 impl From<StoreError> for Error {

@@ -58,7 +58,7 @@ fn body_fields(path: &str) -> &'static [&'static str] {
         "/refresh" => &["refresh_token"],
         "/login" => &["email", "password"],
         "/fleet/sessions" => &["session_id", "agent_id", "role", "ttl", "scope"],
-        "/revoke" => &["jti", "reason"],
+        "/revoke" => &["jti", "reason", "exp"],
         other => panic!("route {other} is new: list the body fields it reads in body_fields"),
     }
 }
@@ -127,10 +127,23 @@ impl Fixture {
         body: Vec<u8>,
         headers: &[(&str, &[u8])],
     ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        let mut all: Vec<(&str, &[u8])> = vec![("content-type", b"application/json")];
+        all.extend_from_slice(headers);
+        self.send_headers(method, path, body, &all)
+    }
+
+    /// Sends one request with exactly these headers (no `Content-Type`
+    /// unless given).
+    fn send_headers(
+        &self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &[u8])],
+    ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
         let mut req = Request::builder()
             .method(method)
-            .uri(format!("{PREFIX}{path}"))
-            .header("content-type", "application/json");
+            .uri(format!("{PREFIX}{path}"));
         for (k, v) in headers {
             if let Ok(v) = HeaderValue::from_bytes(v) {
                 req = req.header(*k, v);
@@ -192,6 +205,41 @@ fn check(
             "{method} {path}: {status}: no string detail: {v}"
         );
     }
+}
+
+/// The test's own reading of SPEC 1: `application/json` or
+/// `application/<something>+json`, any case, parameters after `;` ignored.
+fn names_json(content_type: Option<&[u8]>) -> bool {
+    let Some(ct) = content_type.and_then(|b| std::str::from_utf8(b).ok()) else {
+        return false;
+    };
+    if !ct.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+        return false;
+    }
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/")
+            && essence.ends_with("+json")
+            && essence.len() > "application/+json".len())
+}
+
+/// `Content-Type` values: near misses of JSON types, and arbitrary bytes.
+fn content_type() -> impl Strategy<Value = Option<Vec<u8>>> {
+    let built = (
+        "(application|APPLICATION|Application|text|multipart| application)",
+        "(json|JSON|Json|plain|x-www-form-urlencoded|form-data|jsonx|json-seq|\\+json|vnd\\.api\\+json|problem\\+JSON|json )",
+        "(|; charset=utf-8|;charset=\"x\"|; boundary=a|;)",
+    )
+        .prop_map(|(t, s, p)| format!("{t}/{s}{p}").into_bytes());
+    prop::option::of(prop_oneof![
+        built,
+        prop::collection::vec(any::<u8>(), 0..40),
+    ])
 }
 
 fn post_routes() -> impl Strategy<Value = Route> {
@@ -260,6 +308,34 @@ proptest! {
     fn arbitrary_bytes_on_every_post_route(route in post_routes(), body in prop::collection::vec(any::<u8>(), 0..512)) {
         let f = fixture();
         f.send_authed(route.0, route.1, body);
+    }
+
+    /// A body-taking route answers 415 with SPEC's detail exactly when the
+    /// `Content-Type` does not name JSON (the gates are passed, so the
+    /// content type is what decides).
+    #[test]
+    fn arbitrary_content_types_on_every_post_route(route in post_routes(), ct in content_type()) {
+        let f = fixture();
+        let bearer = format!("Bearer {}", f.operator);
+        let mut headers: Vec<(&str, &[u8])> = vec![
+            ("authorization", bearer.as_bytes()),
+            ("x-fleet-secret", SECRET.as_bytes()),
+        ];
+        if let Some(ct) = &ct {
+            if HeaderValue::from_bytes(ct).is_ok() {
+                headers.push(("content-type", ct));
+            }
+        }
+        let sent = headers.iter().find(|h| h.0 == "content-type").map(|h| h.1);
+        let (s, h, b) = f.send_headers(route.0, route.1, b"{}".to_vec(), &headers);
+        check(route.0, route.1, s, &h, &b);
+        if names_json(sent) {
+            prop_assert_ne!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{:?}", sent.map(String::from_utf8_lossy));
+        } else {
+            prop_assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{:?}", sent.map(String::from_utf8_lossy));
+            let v: Value = serde_json::from_slice(&b).unwrap();
+            prop_assert_eq!(&v["detail"], "Content-Type must be application/json");
+        }
     }
 
     #[test]

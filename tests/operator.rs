@@ -123,12 +123,18 @@ async fn fleet_secret_roles_and_ttl() {
         assert_eq!(r.detail(), format!("role not allowed: {role}"));
     }
     for (b, detail) in [
-        (json!({ "agent_id": "a" }), "session_id required"),
+        (
+            json!({ "agent_id": "a" }),
+            "session_id and agent_id required",
+        ),
         (
             json!({ "session_id": "", "agent_id": "a" }),
-            "session_id required",
+            "session_id and agent_id required",
         ),
-        (json!({ "session_id": "s" }), "agent_id required"),
+        (
+            json!({ "session_id": "s" }),
+            "session_id and agent_id required",
+        ),
         (
             json!({ "session_id": 1, "agent_id": "a" }),
             "session_id must be a string",

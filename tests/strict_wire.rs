@@ -72,14 +72,13 @@ async fn a_json_body_needs_a_json_content_type() {
         assert_eq!(status, StatusCode::OK, "{ct}: {reply}");
     }
     // Every body-taking route refuses it, not only /challenge.
-    for path in [
-        "/sign-in",
-        "/refresh",
-        "/login",
-        "/fleet/sessions",
-    ] {
+    for path in ["/sign-in", "/refresh", "/login", "/fleet/sessions"] {
         let (status, reply) = post_typed(&app, path, Some("text/plain"), &json!({})).await;
-        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{path}: {reply}");
+        assert_eq!(
+            status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{path}: {reply}"
+        );
         assert_eq!(reply["detail"], "Content-Type must be application/json");
     }
 }
@@ -119,7 +118,8 @@ async fn fleet_ttl_zero_means_the_configured_default() {
         body.as_object_mut()
             .unwrap()
             .extend(extra.as_object().unwrap().clone());
-        let (status, reply) = post_typed(&app, "/fleet/sessions", Some("application/json"), &body).await;
+        let (status, reply) =
+            post_typed(&app, "/fleet/sessions", Some("application/json"), &body).await;
         assert_eq!(status, StatusCode::OK, "{reply}");
         let claims = claims_of(reply["session_token"].as_str().unwrap());
         let lifetime = claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap();
@@ -146,9 +146,13 @@ async fn fleet_needs_both_ids() {
         json!({ "session_id": "s1", "agent_id": "" }),
         json!({ "session_id": null, "agent_id": "a1" }),
     ] {
-        let (status, reply) = post_typed(&app, "/fleet/sessions", Some("application/json"), &body).await;
+        let (status, reply) =
+            post_typed(&app, "/fleet/sessions", Some("application/json"), &body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-        assert_eq!(reply["detail"], "session_id and agent_id required", "{body}");
+        assert_eq!(
+            reply["detail"], "session_id and agent_id required",
+            "{body}"
+        );
     }
 }
 

@@ -19,7 +19,8 @@ pub struct FleetRequest {
     pub agent_id: String,
     /// Role; `None` means `agent`.
     pub role: Option<String>,
-    /// Requested lifetime in seconds (clamped).
+    /// Requested lifetime in seconds (clamped); `None` or `Some(0)` means
+    /// `fleet_session_ttl_seconds`.
     pub ttl: Option<i64>,
     /// Optional scope.
     pub scope: Option<String>,
@@ -71,11 +72,8 @@ impl WalletAuth {
         req: FleetRequest,
     ) -> Result<FleetSession, Error> {
         self.check_fleet_secret(secret)?;
-        if req.session_id.is_empty() {
-            return Err(Error::FieldRequired("session_id"));
-        }
-        if req.agent_id.is_empty() {
-            return Err(Error::FieldRequired("agent_id"));
+        if req.session_id.is_empty() || req.agent_id.is_empty() {
+            return Err(Error::FieldRequired("session_id and agent_id"));
         }
         check_len("session_id", &req.session_id, MAX_TEXT_LEN)?;
         check_len("agent_id", &req.agent_id, MAX_TEXT_LEN)?;
@@ -88,7 +86,8 @@ impl WalletAuth {
             check_len("scope", scope, MAX_TEXT_LEN)?;
         }
         let c = &self.inner.config;
-        let ttl = match req.ttl {
+        // Absent, null or 0: the configured default (as in pico).
+        let ttl = match req.ttl.filter(|&t| t != 0) {
             Some(t) => t.clamp(
                 FLEET_MIN_TTL as i64,
                 c.fleet_max_ttl_seconds.min(i64::MAX as u64) as i64,

@@ -56,7 +56,9 @@ impl WalletAuth {
     /// `/revoked-jtis` once the token is dead anyway (the file keeps it).
     ///
     /// # Errors
-    /// `JtiRequired`, `FieldTooLong`, `Unavailable` when it cannot be made durable.
+    /// `JtiRequired`, `FieldTooLong`, `ExpInPast` when `exp` is at or
+    /// before now (nothing is stored: the entry would never reach
+    /// consumers), `Unavailable` when it cannot be made durable.
     pub async fn revoke(
         &self,
         caller: &AccessClaims,
@@ -69,6 +71,11 @@ impl WalletAuth {
         }
         check_len("jti", jti, MAX_TEXT_LEN)?;
         check_len("reason", reason, MAX_TEXT_LEN)?;
+        // Served while `exp > now` (`RevokedJtis::items`): an entry with
+        // `exp <= now` would be stored and never served.
+        if exp.is_some_and(|exp| exp <= self.inner.clock.now_secs()) {
+            return Err(Error::ExpInPast);
+        }
         let entry = RevocationEntry {
             jti: jti.to_string(),
             revoked_at: self.inner.clock.now_f64(),

@@ -91,7 +91,7 @@ impl WalletAuth {
             .parse::<Algorithm>()
             .ok()
             .filter(|a| self.inner.algorithms.contains(a))
-            .ok_or_else(|| Error::UnsupportedAlgorithm(alg_name.chars().take(64).collect()))?;
+            .ok_or_else(|| Error::unsupported_algorithm(alg_name))?;
         let public_key = decode_hex(&req.public_key)?;
         let signature = decode_hex(&req.signature)?;
         wallet::check_encoding(algorithm, &public_key, &signature).map_err(|e| {

@@ -19,7 +19,8 @@ impl Error {
             | Error::AddressMismatch
             | Error::RefreshRequired
             | Error::FieldRequired(_)
-            | Error::JtiRequired => StatusCode::BAD_REQUEST,
+            | Error::JtiRequired
+            | Error::ExpInPast => StatusCode::BAD_REQUEST,
             Error::InvalidChallenge
             | Error::SignatureFailed(_)
             | Error::RefreshExpired
@@ -32,6 +33,7 @@ impl Error {
             }
             Error::FleetDisabled => StatusCode::NOT_FOUND,
             Error::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::BodyTimedOut => StatusCode::REQUEST_TIMEOUT,
             Error::TooManyAttempts { .. } | Error::TooManyRequests { .. } => {
                 StatusCode::TOO_MANY_REQUESTS

@@ -11,7 +11,9 @@ use crate::Error;
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// A request body that must be a JSON object. Refused with
+/// A request body that must be a JSON object sent as `application/json`
+/// (parameters allowed) or any `+json` type. Refused with
+/// [`Error::UnsupportedMediaType`] (415, checked before the body is read),
 /// [`Error::BodyTooLarge`] (413), [`Error::BadRequest`] (400) or
 /// [`Error::BodyTimedOut`] (408).
 #[derive(Debug)]
@@ -21,6 +23,9 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json_content_type(req.headers().get(header::CONTENT_TYPE)) {
+            return Err(Error::UnsupportedMediaType);
+        }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 Error::BodyTooLarge
@@ -41,6 +46,31 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
             Err(_) => Err(Error::BadRequest("request body is not valid JSON".into())),
         }
     }
+}
+
+/// Whether a `Content-Type` names JSON: `application/json` or
+/// `application/<anything>+json`, any case, parameters ignored. Browsers
+/// send `text/plain` and form types cross-origin without a preflight; this
+/// refuses them (SPEC 1).
+fn is_json_content_type(value: Option<&header::HeaderValue>) -> bool {
+    let Some(value) = value.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    if !kind.eq_ignore_ascii_case("application") {
+        return false;
+    }
+    if subtype.eq_ignore_ascii_case("json") {
+        return true;
+    }
+    // `+json` with something before it.
+    subtype.len() > 5
+        && subtype
+            .get(subtype.len() - 5..)
+            .is_some_and(|tail| tail.eq_ignore_ascii_case("+json"))
 }
 
 /// Whether a body error comes from our body deadline (or tower-http's).
@@ -190,5 +220,51 @@ where
         let auth = <crate::WalletAuth as axum::extract::FromRef<S>>::from_ref(state);
         let Ok(Bearer(token)) = Bearer::from_request_parts(parts, state).await;
         auth.authenticate(token.as_deref()).await.map(Claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_json_content_type;
+    use axum::http::HeaderValue;
+
+    fn json(ct: &str) -> bool {
+        is_json_content_type(Some(&HeaderValue::from_str(ct).unwrap()))
+    }
+
+    #[test]
+    fn json_types_are_accepted() {
+        for ct in [
+            "application/json",
+            "APPLICATION/JSON",
+            "application/json; charset=utf-8",
+            " application/json ;charset=utf-8",
+            "application/problem+json",
+            "application/vnd.api+JSON; v=1",
+        ] {
+            assert!(json(ct), "{ct}");
+        }
+    }
+
+    #[test]
+    fn other_types_are_refused() {
+        assert!(!is_json_content_type(None));
+        for ct in [
+            "",
+            "text/plain",
+            "text/json",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "application/jsonx",
+            "application/+json",
+            "application/json-seq",
+            "application",
+            "json",
+        ] {
+            assert!(!json(ct), "{ct}");
+        }
+        // Not visible ASCII: refused, not a panic.
+        let odd = HeaderValue::from_bytes(b"application/json\xff").unwrap();
+        assert!(!is_json_content_type(Some(&odd)));
     }
 }

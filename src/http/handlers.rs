@@ -53,9 +53,19 @@ pub(super) async fn sign_in(
         public_key: body.str_or_empty("public_key")?,
         signature: body.str_or_empty("signature")?,
         challenge: body.str_or_empty("challenge")?,
-        algorithm: body.str("algorithm")?,
+        algorithm: algorithm_field(&body)?,
     };
     Ok(Json(edge.auth.sign_in(req).await?).into_response())
+}
+
+/// `/sign-in`'s `algorithm`: `None` when absent; a JSON `null` or any other
+/// non-string is an unsupported algorithm, shown as JSON (SPEC 1).
+fn algorithm_field(body: &JsonObject) -> Result<Option<String>, Error> {
+    match body.0.get("algorithm") {
+        None => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(Error::unsupported_algorithm(&other.to_string())),
+    }
 }
 
 pub(super) async fn refresh(
@@ -108,13 +118,8 @@ pub(super) async fn revoke(
     let body = body?;
     let jti = body.str_or_empty("jti")?;
     let reason = body.str_or_empty("reason")?;
-    let exp = match body.int("exp")? {
-        None => None,
-        Some(e) => Some(
-            u64::try_from(e)
-                .map_err(|_| Error::BadRequest("exp must be a non-negative integer".into()))?,
-        ),
-    };
+    // A negative exp is as far in the past as 0 (refused by `revoke`).
+    let exp = body.int("exp")?.map(|e| u64::try_from(e).unwrap_or(0));
     let entry = edge.auth.revoke(&caller, &jti, &reason, exp).await?;
     Ok(Json(json!({ "revoked": entry })).into_response())
 }
