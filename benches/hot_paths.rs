@@ -66,10 +66,13 @@ fn verify(c: &mut Criterion) {
 }
 
 fn service() -> WalletAuth {
-    WalletAuth::builder(AuthConfig { allow_memory_revocations: true, ..Default::default() })
-        .with_signing_key(SigningKey::generate(2048).expect("RSA key"))
-        .build()
-        .expect("service")
+    WalletAuth::builder(AuthConfig {
+        allow_memory_revocations: true,
+        ..Default::default()
+    })
+    .with_signing_key(SigningKey::generate(2048).expect("RSA key"))
+    .build()
+    .expect("service")
 }
 
 fn access_claims(now: u64) -> AccessClaims {

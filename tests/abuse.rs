@@ -85,8 +85,14 @@ async fn a_refresh_loop_from_one_ip_does_not_grow_the_server() {
     assert_eq!(other, 0, "every answer is a rotation or a 429");
     assert!(limited > 0, "the loop never met the family's rate limit");
     assert!(ok >= 1, "the chain went on");
-    assert!(rss1.saturating_sub(rss0) < 8 * 1024, "VmRSS grew {rss0} -> {rss1} KiB");
-    assert!(disk1.saturating_sub(disk0) < 8 << 20, "data dir grew {disk0} -> {disk1}");
+    assert!(
+        rss1.saturating_sub(rss0) < 8 * 1024,
+        "VmRSS grew {rss0} -> {rss1} KiB"
+    );
+    assert!(
+        disk1.saturating_sub(disk0) < 8 << 20,
+        "data dir grew {disk0} -> {disk1}"
+    );
     server.kill();
 }
 
@@ -120,8 +126,7 @@ async fn used_refresh_tokens_leave_memory_and_the_file_once_expired() {
     // Past the refresh tokens' expiry: the sweep's purge empties memory
     // and compacts the file.
     use wallet_auth::clock::Clock;
-    app.clock
-        .advance(Duration::from_secs(8 * 86_400));
+    app.clock.advance(Duration::from_secs(8 * 86_400));
     let now = app.clock.now_secs();
     let purged = store.purge_expired(now).await.unwrap();
     assert_eq!(purged, rotations);

@@ -256,11 +256,14 @@ async fn past_challenge_max_outstanding_challenge_is_503_and_sign_in_still_works
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_past_the_cpu_bound_gets_200s_and_503s_only() {
-    let auth = WalletAuth::builder(AuthConfig { allow_memory_revocations: true, ..Default::default() })
-        .with_signing_key(common::signing_key())
-        .with_cpu_limits(1, 0)
-        .build()
-        .unwrap();
+    let auth = WalletAuth::builder(AuthConfig {
+        allow_memory_revocations: true,
+        ..Default::default()
+    })
+    .with_signing_key(common::signing_key())
+    .with_cpu_limits(1, 0)
+    .build()
+    .unwrap();
     let router = auth.router::<()>();
     let tapp = Arc::new(common::TestApp {
         auth,

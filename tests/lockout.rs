@@ -161,7 +161,10 @@ async fn strangers_cannot_keep_a_wallet_from_signing_in() {
     // The attackers really did spend their limit (else the test proves nothing).
     assert!(limited > 0, "the attackers were never rate limited");
     assert!(sent >= 4 * per_ip, "the attackers sent {sent} requests");
-    assert!(successes >= 9, "the victim signed in {successes} times out of 10");
+    assert!(
+        successes >= 9,
+        "the victim signed in {successes} times out of 10"
+    );
 }
 
 fn rand_bytes() -> [u8; 32] {

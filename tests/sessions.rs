@@ -17,7 +17,8 @@ use wallet_auth::AuthConfig;
 const DAY: u64 = 86_400;
 
 async fn refresh(app: &TestApp, token: &Value) -> common::Reply {
-    app.post("/refresh", json!({ "refresh_token": token })).await
+    app.post("/refresh", json!({ "refresh_token": token }))
+        .await
 }
 
 fn operator(app: &TestApp) -> String {
@@ -69,7 +70,10 @@ async fn no_family_outlives_session_max_days() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
     // A new sign-in starts a new session.
     let s = app.sign_in(&Wallet::generate("Ed25519")).await;
-    assert_eq!(refresh(&app, &s["refresh_token"]).await.status, StatusCode::OK);
+    assert_eq!(
+        refresh(&app, &s["refresh_token"]).await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -161,7 +165,10 @@ async fn reuse_revokes_the_familys_access_tokens_for_consumers_and_the_router() 
     // Before the reuse: each access token passes the router's own check
     // (a wallet token on an operator route is 403, not 401).
     for a in &access {
-        assert_eq!(app.get("/mints", Some(a)).await.status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            app.get("/mints", Some(a)).await.status,
+            StatusCode::FORBIDDEN
+        );
     }
     assert!(item_jtis(&app.get("/revoked-jtis", Some(&op)).await.body).is_empty());
 
@@ -172,16 +179,25 @@ async fn reuse_revokes_the_familys_access_tokens_for_consumers_and_the_router() 
     assert_eq!(refresh(&app, &token).await.status, StatusCode::UNAUTHORIZED);
 
     let poll = app.get("/revoked-jtis", Some(&op)).await;
-    let mut revoked: Vec<String> = item_jtis(&poll.body).iter().map(|s| s.to_string()).collect();
+    let mut revoked: Vec<String> = item_jtis(&poll.body)
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     revoked.sort();
     let mut expected: Vec<String> = access
         .iter()
         .map(|a| claims_of(a)["jti"].as_str().unwrap().to_string())
         .collect();
     expected.sort();
-    assert_eq!(revoked, expected, "every access token of the family is in the feed");
+    assert_eq!(
+        revoked, expected,
+        "every access token of the family is in the feed"
+    );
     for item in poll.body["items"].as_array().unwrap() {
-        assert!(item["exp"].as_u64().is_some(), "{item}: leaves the feed when the token dies");
+        assert!(
+            item["exp"].as_u64().is_some(),
+            "{item}: leaves the feed when the token dies"
+        );
         assert_eq!(item.as_object().unwrap().get("sub"), None);
     }
     for a in &access {
@@ -294,7 +310,9 @@ impl wallet_auth::RevocationStore for FlakyDenylist {
         entry: wallet_auth::RevocationEntry,
     ) -> Result<bool, wallet_auth::StoreError> {
         if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(wallet_auth::StoreError::Unavailable("injected timeout".into()));
+            return Err(wallet_auth::StoreError::Unavailable(
+                "injected timeout".into(),
+            ));
         }
         self.inner.try_insert(entry).await
     }
@@ -321,13 +339,19 @@ async fn a_refresh_whose_store_write_fails_can_be_retried() {
         failing: std::sync::atomic::AtomicBool::new(false),
     });
     let shared = std::sync::Arc::clone(&store);
-    let app = app_with(AuthConfig::default(), move |b| b.with_revocation_store(shared));
+    let app = app_with(AuthConfig::default(), move |b| {
+        b.with_revocation_store(shared)
+    });
     let s = app.sign_in(&Wallet::generate("Ed25519")).await;
-    store.failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    store
+        .failing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     let r = refresh(&app, &s["refresh_token"]).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
     assert!(r.headers.contains_key("retry-after"));
-    store.failing.store(false, std::sync::atomic::Ordering::SeqCst);
+    store
+        .failing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
     // The retry is not reuse: it rotates, and the chain goes on.
     let r = refresh(&app, &s["refresh_token"]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -352,7 +376,9 @@ impl wallet_auth::MintAuditStore for FlakyAudit {
         records: Vec<wallet_auth::MintRecord>,
     ) -> Result<(), wallet_auth::StoreError> {
         if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(wallet_auth::StoreError::Unavailable("injected: disk full".into()));
+            return Err(wallet_auth::StoreError::Unavailable(
+                "injected: disk full".into(),
+            ));
         }
         self.inner.append(records).await
     }
@@ -379,10 +405,14 @@ async fn a_refresh_refused_by_a_fail_closed_audit_can_be_retried() {
         move |b| b.with_mint_audit_store(shared),
     );
     let s = app.sign_in(&Wallet::generate("Ed25519")).await;
-    audit.failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    audit
+        .failing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     let r = refresh(&app, &s["refresh_token"]).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
-    audit.failing.store(false, std::sync::atomic::Ordering::SeqCst);
+    audit
+        .failing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
     let r = refresh(&app, &s["refresh_token"]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(
@@ -411,7 +441,10 @@ async fn the_family_limit_answers_429_and_leaves_the_token_usable() {
     assert!((1..=60).contains(&wait), "{wait}");
     // Another family is not affected; this one refills with time.
     let other = app.sign_in(&Wallet::generate("Ed25519")).await;
-    assert_eq!(refresh(&app, &other["refresh_token"]).await.status, StatusCode::OK);
+    assert_eq!(
+        refresh(&app, &other["refresh_token"]).await.status,
+        StatusCode::OK
+    );
     app.clock.advance(Duration::from_secs(wait));
     assert_eq!(refresh(&app, &token).await.status, StatusCode::OK);
 }

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use super::sweeper::Sweeper;
 use super::{Inner, WalletAuth};
-use crate::limit::{RateLimits, TrustedProxies};
 use crate::audit::MintAuditStore;
 use crate::challenge::{ChallengeStore, MemoryChallengeStore};
 use crate::clock::{SharedClock, SystemClock};
+use crate::limit::{RateLimits, TrustedProxies};
 use crate::password::{AdminLogin, LoginLimits};
 use crate::revocation::RevocationStore;
 use crate::token::{Jwk, SigningKey, TokenService};
@@ -133,7 +133,10 @@ impl WalletAuthBuilder {
         let clock: SharedClock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
 
         let persistent_key = self.signing_key.is_some()
-            || config.signing_key_path.as_deref().is_some_and(|p| !p.is_empty());
+            || config
+                .signing_key_path
+                .as_deref()
+                .is_some_and(|p| !p.is_empty());
         let key = match (self.signing_key, &config.signing_key_path) {
             (Some(k), _) => k,
             (None, Some(path)) if !path.is_empty() => {

@@ -91,7 +91,11 @@ impl WalletAuth {
     /// `auth_time`).
     ///
     /// [`TokenService::family_jti`]: crate::token::TokenService::family_jti
-    pub(super) fn session_pair(&self, session: &Session, now: u64) -> (AccessClaims, RefreshClaims) {
+    pub(super) fn session_pair(
+        &self,
+        session: &Session,
+        now: u64,
+    ) -> (AccessClaims, RefreshClaims) {
         let c = &self.inner.config;
         let tokens = &self.inner.tokens;
         let end = session.end(c.session_max_days);

@@ -121,7 +121,8 @@ impl WalletAuth {
         }
 
         let now = self.inner.clock.now_secs();
-        let (access, refresh) = self.session_pair(&Session::begin(&wallet_id, "wallet", now, None), now);
+        let (access, refresh) =
+            self.session_pair(&Session::begin(&wallet_id, "wallet", now, None), now);
         let access = AccessClaims {
             algorithm: Some(algorithm.as_str().to_string()),
             wallet_address: Some(wallet_id.clone()),

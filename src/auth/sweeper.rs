@@ -62,7 +62,11 @@ async fn sweep(weak: Weak<Inner>, every: Duration) {
             Err(e) => tracing::warn!(error = %e, "challenge sweep failed"),
         }
         // Denylist entries past their token's exp protect nothing.
-        match inner.revocations.purge_expired(inner.clock.now_secs()).await {
+        match inner
+            .revocations
+            .purge_expired(inner.clock.now_secs())
+            .await
+        {
             Ok(n) if n > 0 => tracing::debug!(purged = n, "purged expired denylist entries"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "denylist purge failed"),

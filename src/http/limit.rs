@@ -21,7 +21,11 @@ pub(super) struct ResolvedIp(pub(super) IpAddr);
 /// with `Retry-After` when it is spent. A request whose peer is unknown
 /// (the router served without `ConnectInfo`) is not limited: there is no
 /// address to charge, and one shared bucket would let one client starve all.
-pub(super) async fn per_ip(State(edge): State<EdgeState>, mut req: Request, next: Next) -> Response {
+pub(super) async fn per_ip(
+    State(edge): State<EdgeState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()

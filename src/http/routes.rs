@@ -135,7 +135,6 @@ pub fn rate_limited_routes() -> Vec<(Method, &'static str)> {
         .collect()
 }
 
-
 impl WalletAuth {
     /// The router with every route of SPEC section 1 (see [`routes`]) under
     /// the configured prefix (default `/api/v1/auth`). Generic over the

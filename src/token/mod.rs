@@ -389,7 +389,9 @@ mod tests {
         let access1 = a.family_jti(&fam, 1, FamilyToken::Access);
         for jti in [&access0, &refresh1, &access1] {
             assert_eq!(jti.len(), 32);
-            assert!(jti.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+            assert!(jti
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
         }
         let all = [&fam, &access0, &refresh1, &access1];
         for (i, x) in all.iter().enumerate() {
