@@ -1,6 +1,7 @@
 //! Durability of the denylist and the mint audit: pico-server-auth's files
-//! load and are served; every revocation answered 200 survives SIGKILL;
-//! refresh-token rotation holds across a restart.
+//! load and are served; every revocation answered 200 survives SIGKILL; a
+//! full disk is answered, not panicked on. (Refresh rotation across a
+//! restart is in `tests/refresh.rs`.)
 
 mod common;
 

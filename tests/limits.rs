@@ -1,4 +1,4 @@
-//! Issue 4 item 5: resource limits. Oversized bodies over a real socket
+//! Resource limits. Oversized bodies over a real socket
 //! (with and without Content-Length), slow clients cut off by
 //! `wallet_auth::http::serve`, the challenge cap, and the CPU work bound.
 

@@ -1,4 +1,7 @@
-//! SPEC 1: /jwks, /challenge, /sign-in, /refresh through the real router.
+//! Wallet sign-in through the real router: `/jwks` serves the signing key,
+//! `/challenge` issues nonces, `/sign-in` verifies every wallet algorithm and
+//! mints tokens an independent RS256 verifier accepts, and a challenge is
+//! spent once. (Refresh is in `tests/refresh.rs`.)
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Issue 4 item 2: token attacks on every route that takes a Bearer token
+//! Forged and tampered tokens on every route that takes a Bearer token
 //! (`/revoke`, `/revoked-jtis`, `/mints`) and on `/refresh`. Every attack is
 //! answered 401 with a non-empty `detail`, and a control shows the same
 //! route accepts the honest token, so each refusal is the attack's doing.
