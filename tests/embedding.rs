@@ -69,13 +69,10 @@ async fn call(
 
 #[tokio::test]
 async fn merge_into_a_host_app_with_its_own_state() {
-    let auth = WalletAuth::builder(AuthConfig {
-        allow_memory_revocations: true,
-        ..Default::default()
-    })
-    .with_signing_key(common::signing_key())
-    .build()
-    .unwrap();
+    let auth = WalletAuth::builder(AuthConfig::default())
+        .with_signing_key(common::signing_key())
+        .build()
+        .unwrap();
     let state = HostState {
         auth: auth.clone(),
         greeting: "hello",
@@ -131,7 +128,6 @@ async fn merge_into_a_host_app_with_its_own_state() {
 async fn nest_under_another_prefix() {
     let auth = WalletAuth::builder(AuthConfig {
         route_prefix: String::new(),
-        allow_memory_revocations: true,
         ..Default::default()
     })
     .with_signing_key(common::signing_key())
@@ -144,85 +140,16 @@ async fn nest_under_another_prefix() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
-#[test]
-fn bad_config_fails_at_build_naming_the_field() {
-    for (config, field) in [
-        (
-            AuthConfig {
-                algorithm: "HS256".into(),
-                ..Default::default()
-            },
-            "algorithm",
-        ),
-        (
-            AuthConfig {
-                supported_wallet_algorithms: vec!["RSA".into()],
-                ..Default::default()
-            },
-            "supported_wallet_algorithms",
-        ),
-        (
-            AuthConfig {
-                supported_wallet_algorithms: vec![],
-                ..Default::default()
-            },
-            "supported_wallet_algorithms",
-        ),
-        (
-            AuthConfig {
-                challenge_ttl_seconds: 0,
-                ..Default::default()
-            },
-            "challenge_ttl_seconds",
-        ),
-        (
-            AuthConfig {
-                route_prefix: "api/".into(),
-                ..Default::default()
-            },
-            "route_prefix",
-        ),
-        (
-            AuthConfig {
-                revocation_store_path: "/proc/definitely/not/writable.jsonl".into(),
-                ..Default::default()
-            },
-            "revocation_store_path",
-        ),
-        (
-            AuthConfig {
-                signing_key_path: Some("/nonexistent/key.pem".into()),
-                ..Default::default()
-            },
-            "signing_key_path",
-        ),
-    ] {
-        let config = AuthConfig {
-            allow_memory_revocations: true,
-            ..config
-        };
-        let mut b = WalletAuth::builder(config);
-        if field != "signing_key_path" {
-            b = b.with_signing_key(common::signing_key());
-        }
-        let err = b.build().unwrap_err().to_string();
-        assert!(err.contains(field), "{field}: {err}");
-    }
-}
-
 /// After a rotation the old public key stays published and accepted until
 /// its tokens expire; new tokens use the new key.
 #[tokio::test]
 async fn rotation_keeps_the_retired_key_verifying() {
     let old_key = wallet_auth::SigningKey::from_pem(&common::other_key_pem()).unwrap();
     let old_jwk = old_key.jwk().clone();
-    let old = WalletAuth::builder(AuthConfig {
-        allow_memory_revocations: true,
-        ..Default::default()
-    })
-    .with_signing_key(old_key)
-    .build()
-    .unwrap();
+    let old = WalletAuth::builder(AuthConfig::default())
+        .with_signing_key(old_key)
+        .build()
+        .unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -237,14 +164,11 @@ async fn rotation_keeps_the_retired_key_verifying() {
     );
     let old_token = old.tokens().sign_access(&claims).unwrap();
 
-    let new = WalletAuth::builder(AuthConfig {
-        allow_memory_revocations: true,
-        ..Default::default()
-    })
-    .with_signing_key(common::signing_key())
-    .with_retired_key(old_jwk.clone())
-    .build()
-    .unwrap();
+    let new = WalletAuth::builder(AuthConfig::default())
+        .with_signing_key(common::signing_key())
+        .with_retired_key(old_jwk.clone())
+        .build()
+        .unwrap();
     let app: Router = new.router();
     let (status, body) = call(&app, "GET", "/api/v1/auth/jwks", "", None).await;
     assert_eq!(status, StatusCode::OK);

@@ -1,11 +1,15 @@
-//! Issue 4 item 5: resource limits. Oversized bodies over a real socket
+//! Resource limits. Oversized bodies over a real socket
 //! (with and without Content-Length), slow clients cut off by
 //! `wallet_auth::http::serve`, the challenge cap, and the CPU work bound.
 
 mod common;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
@@ -254,45 +258,101 @@ async fn past_challenge_max_outstanding_challenge_is_503_and_sign_in_still_works
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
 
+/// Counts the requests whose CPU job has answered: each request's first
+/// poll gets its own waker, which the pool's reply wakes once.
+struct Answered {
+    fired: AtomicBool,
+    count: Arc<AtomicUsize>,
+}
+
+impl Wake for Answered {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.fired.swap(true, Ordering::SeqCst) {
+            self.count.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The CPU pool admits at most `workers + queue` jobs at once and refuses
+/// the rest with 503 and `Retry-After`. The burst is submitted in one pass
+/// (each request polled once, in order, on this thread), so a request is
+/// admitted only into room that the bound leaves or that a finished job
+/// freed; finished jobs are counted by their wake-ups, not by timing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_past_the_cpu_bound_gets_200s_and_503s_only() {
+    const WORKERS: usize = 1;
+    const QUEUE: usize = 1;
+    const BURST: usize = 16;
     let auth = WalletAuth::builder(AuthConfig {
         allow_memory_revocations: true,
         ..Default::default()
     })
     .with_signing_key(common::signing_key())
-    .with_cpu_limits(1, 0)
-    .build()
-    .unwrap();
+    .with_cpu_limits(WORKERS, QUEUE)
+        .build()
+        .unwrap();
     let router = auth.router::<()>();
-    let tapp = Arc::new(common::TestApp {
+    let tapp = common::TestApp {
         auth,
         router,
         clock: wallet_auth::clock::ManualClock::starting_now(),
-    });
+    };
     // 16 valid ML-DSA-65 sign-ins at once: each needs a verification and
-    // two RSA signatures, with room for one at a time and no queue.
+    // two RSA signatures, with room for two at a time (one running, one
+    // queued).
     let mut bodies = Vec::new();
-    for _ in 0..16 {
+    for _ in 0..BURST {
         bodies.push(tapp.sign_in_body(&Wallet::generate("ML-DSA-65")).await);
     }
-    let barrier = Arc::new(tokio::sync::Barrier::new(bodies.len()));
-    let mut tasks = Vec::new();
-    for body in bodies {
-        let tapp = Arc::clone(&tapp);
-        let barrier = Arc::clone(&barrier);
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
-            tapp.post("/sign-in", body).await
+    let mut requests: Vec<Pin<Box<dyn Future<Output = common::Reply> + Send + '_>>> = bodies
+        .into_iter()
+        .map(|body| {
+            let tapp = &tapp;
+            Box::pin(async move { tapp.post("/sign-in", body).await })
+                as Pin<Box<dyn Future<Output = common::Reply> + Send + '_>>
+        })
+        .collect();
+    let answered = Arc::new(AtomicUsize::new(0));
+    let mut replies: Vec<Option<common::Reply>> = Vec::new();
+    let mut admitted = 0;
+    let mut most_in_flight = 0;
+    for request in &mut requests {
+        let waker = Waker::from(Arc::new(Answered {
+            fired: AtomicBool::new(false),
+            count: Arc::clone(&answered),
         }));
+        let reply = match request.as_mut().poll(&mut Context::from_waker(&waker)) {
+            Poll::Ready(r) => {
+                if r.status == StatusCode::OK {
+                    // Admitted and answered within its first poll.
+                    admitted += 1;
+                    waker.wake_by_ref();
+                }
+                Some(r)
+            }
+            Poll::Pending => {
+                admitted += 1;
+                None
+            }
+        };
+        replies.push(reply);
+        // Read after the poll: a job answered meanwhile only lowers this.
+        let in_flight = admitted - answered.load(Ordering::SeqCst).min(admitted);
+        most_in_flight = most_in_flight.max(in_flight);
     }
+    let answered_during_burst = answered.load(Ordering::SeqCst);
     let mut ok = 0;
     let mut busy = 0;
-    for t in tasks {
-        let r = tokio::time::timeout(Duration::from_secs(60), t)
-            .await
-            .expect("no hang")
-            .unwrap();
+    for (request, reply) in requests.iter_mut().zip(replies) {
+        let r = match reply {
+            Some(r) => r,
+            None => tokio::time::timeout(Duration::from_secs(60), request.as_mut())
+                .await
+                .expect("no hang"),
+        };
         match r.status {
             StatusCode::OK => ok += 1,
             StatusCode::SERVICE_UNAVAILABLE => {
@@ -303,7 +363,22 @@ async fn a_burst_past_the_cpu_bound_gets_200s_and_503s_only() {
             other => panic!("unexpected {other}: {}", r.body),
         }
     }
-    eprintln!("cpu burst: {ok} ok, {busy} busy");
+    eprintln!(
+        "cpu burst: {ok} ok, {busy} busy, at most {most_in_flight} in flight, \
+         {answered_during_burst} answered during the burst"
+    );
     assert_eq!(ok + busy, 16);
     assert!(ok >= 1, "nothing was served");
+    // Every admitted request was served: the first poll reached the pool.
+    assert_eq!(ok, admitted);
+    assert!(
+        most_in_flight <= WORKERS + QUEUE,
+        "{most_in_flight} jobs admitted at once, past the bound of {}",
+        WORKERS + QUEUE
+    );
+    // Each admission past the bound needed a job to finish first.
+    assert!(
+        busy >= BURST - (WORKERS + QUEUE) - answered_during_burst.min(BURST),
+        "{busy} refused, {answered_during_burst} answered during the burst"
+    );
 }

@@ -1,4 +1,7 @@
-//! SPEC 1: /jwks, /challenge, /sign-in, /refresh through the real router.
+//! Wallet sign-in through the real router: `/jwks` serves the signing key,
+//! `/challenge` issues nonces, `/sign-in` verifies every wallet algorithm and
+//! mints tokens an independent RS256 verifier accepts, and a challenge is
+//! spent once. (Refresh is in `tests/refresh.rs`.)
 
 mod common;
 
@@ -427,80 +430,6 @@ async fn concurrent_sign_ins_on_one_challenge_yield_one_success() {
         }
     }
     assert_eq!(ok, 1);
-}
-
-#[tokio::test]
-async fn refresh_rotates_and_carries_the_role() {
-    let app = default_app();
-    let wallet = Wallet::generate("Ed25519");
-    let s = app.sign_in(&wallet).await;
-    let r = app
-        .post("/refresh", json!({ "refresh_token": s["refresh_token"] }))
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let access = app
-        .auth
-        .tokens()
-        .validate_access(r.body["access_token"].as_str().unwrap())
-        .unwrap();
-    assert_eq!(access.sub, wallet.address());
-    assert_eq!(access.role, "wallet");
-    let next = r.body["refresh_token"].as_str().unwrap();
-    assert_ne!(next, s["refresh_token"].as_str().unwrap());
-    assert_eq!(claims_of(next)["role"], "wallet");
-    assert_eq!(
-        claims_of(next)["fam"],
-        claims_of(s["refresh_token"].as_str().unwrap())["fam"]
-    );
-
-    for (body, detail) in [
-        (json!({}), "refresh_token required"),
-        (json!({ "refresh_token": "" }), "refresh_token required"),
-        (
-            json!({ "refresh_token": 5 }),
-            "refresh_token must be a string",
-        ),
-    ] {
-        let r = app.post("/refresh", body).await;
-        assert_eq!(r.status, StatusCode::BAD_REQUEST);
-        assert_eq!(r.detail(), detail);
-    }
-    for junk in ["junk", "a.b.c", s["access_token"].as_str().unwrap()] {
-        let r = app.post("/refresh", json!({ "refresh_token": junk })).await;
-        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{junk}");
-        assert!(
-            r.detail().starts_with("refresh invalid: "),
-            "{}",
-            r.detail()
-        );
-    }
-}
-
-#[tokio::test]
-async fn refresh_expired() {
-    let app = default_app();
-    let s = app.sign_in(&Wallet::generate("Ed25519")).await;
-    app.clock.advance(Duration::from_secs(7 * 86_400 + 1));
-    let r = app
-        .post("/refresh", json!({ "refresh_token": s["refresh_token"] }))
-        .await;
-    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(r.detail(), "refresh expired");
-}
-
-#[tokio::test]
-async fn a_refresh_token_is_never_a_bearer_token() {
-    let app = default_app();
-    let s = app.sign_in(&Wallet::generate("Ed25519")).await;
-    let r = app
-        .get("/revoked-jtis", Some(s["refresh_token"].as_str().unwrap()))
-        .await;
-    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    assert!(app
-        .auth
-        .tokens()
-        .validate_access(s["refresh_token"].as_str().unwrap())
-        .is_err());
 }
 
 /// An access token validates with an independent RS256 verifier (the `rsa`

@@ -67,53 +67,6 @@ async fn restart_keeps_the_key_and_tokens_stay_valid() {
 }
 
 #[tokio::test]
-async fn config_file_and_env_are_read() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("config.yaml");
-    std::fs::write(
-        &cfg,
-        "server_auth:\n  audience: from-yaml\n  challenge_ttl_seconds: 30\n  issuer: http://yaml\n",
-    )
-    .unwrap();
-    let server = Server::start(
-        dir.path(),
-        &["--config", cfg.to_str().unwrap()],
-        &[
-            ("SERVER_AUTH_ISSUER", "http://from-env"),
-            ("SERVER_AUTH_SUPPORTED_WALLET_ALGORITHMS", "Ed25519"),
-        ],
-    );
-    let http = Http::new(&server.base);
-    let (_, c) = http
-        .post("/challenge", json!({ "address": "x" }), &[])
-        .await;
-    assert_eq!(c["ttl"], 30);
-    let tokens = http.sign_in(&Wallet::generate("Ed25519")).await;
-    let claims = common::claims_of(tokens["access_token"].as_str().unwrap());
-    assert_eq!(claims["aud"], "from-yaml");
-    assert_eq!(claims["iss"], "http://from-env");
-    // Only Ed25519 is enabled by the env list.
-    let body = json!({"address":"a","public_key":"aa","signature":"aa","challenge":"c","algorithm":"secp256k1"});
-    let (status, r) = http.post("/sign-in", body, &[]).await;
-    assert_eq!(status, 400);
-    assert_eq!(r["detail"], "unsupported wallet algorithm: secp256k1");
-}
-
-#[test]
-fn bad_config_is_a_startup_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(common::server::standalone_binary())
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .env("SERVER_AUTH_ALGORITHM", "HS256")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("algorithm"), "{err}");
-}
-
-#[tokio::test]
 async fn first_start_generates_the_admin_password_once() {
     let dir = tempfile::tempdir().unwrap();
     let env = [("SERVER_AUTH_AUTO_CREATE_ADMIN", "true")];

@@ -1,7 +1,8 @@
 //! The standalone server's configuration, as an operator meets it: the
 //! binary started as a child process with `SERVER_AUTH_*` variables or a
-//! YAML file. A value that does not parse stops start-up with a message
-//! naming it; an unknown variable is named in a warning; the role
+//! YAML file. The file and the variables are both read (a variable wins
+//! over the file); a value that does not parse stops start-up with a
+//! message naming it; an unknown variable is named in a warning; the role
 //! guardrails refuse a configuration that would let one role pass for
 //! another.
 
@@ -12,6 +13,10 @@ use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use common::server::{Http, Server};
+use common::Wallet;
+use serde_json::json;
 
 /// How a start-up attempt ended.
 struct Outcome {
@@ -207,4 +212,51 @@ fn a_ten_byte_fleet_secret_is_refused() {
         "the secret itself is never printed:\n{}",
         out.stderr
     );
+}
+
+#[tokio::test]
+async fn config_file_and_env_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.yaml");
+    std::fs::write(
+        &cfg,
+        "server_auth:\n  audience: from-yaml\n  challenge_ttl_seconds: 30\n  issuer: http://yaml\n",
+    )
+    .unwrap();
+    let server = Server::start(
+        dir.path(),
+        &["--config", cfg.to_str().unwrap()],
+        &[
+            ("SERVER_AUTH_ISSUER", "http://from-env"),
+            ("SERVER_AUTH_SUPPORTED_WALLET_ALGORITHMS", "Ed25519"),
+        ],
+    );
+    let http = Http::new(&server.base);
+    let (_, c) = http
+        .post("/challenge", json!({ "address": "x" }), &[])
+        .await;
+    assert_eq!(c["ttl"], 30);
+    let tokens = http.sign_in(&Wallet::generate("Ed25519")).await;
+    let claims = common::claims_of(tokens["access_token"].as_str().unwrap());
+    assert_eq!(claims["aud"], "from-yaml");
+    assert_eq!(claims["iss"], "http://from-env");
+    // Only Ed25519 is enabled by the env list.
+    let body = json!({"address":"a","public_key":"aa","signature":"aa","challenge":"c","algorithm":"secp256k1"});
+    let (status, r) = http.post("/sign-in", body, &[]).await;
+    assert_eq!(status, 400);
+    assert_eq!(r["detail"], "unsupported wallet algorithm: secp256k1");
+}
+
+#[test]
+fn bad_config_is_a_startup_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(common::server::standalone_binary())
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("SERVER_AUTH_ALGORITHM", "HS256")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("algorithm"), "{err}");
 }

@@ -1,24 +1,24 @@
-//! Issue 4 item 2: token attacks on every route that takes a Bearer token
-//! (`/revoke`, `/revoked-jtis`, `/mints`) and on `/refresh`. Every attack is
-//! answered 401 with a non-empty `detail`, and a control shows the same
-//! route accepts the honest token, so each refusal is the attack's doing.
+//! Forged and tampered tokens on every route that takes a Bearer token
+//! (`/revoke`, `/revoked-jtis`, `/mints`). Every attack is answered 401 with
+//! a non-empty `detail`, and a control shows the same route accepts the
+//! honest token, so each refusal is the attack's doing. (The same attacks on
+//! `/refresh` are in `tests/refresh.rs`.)
 //!
-//! Attack tokens are built by hand (base64url JSON header and payload), with
-//! signatures from `jsonwebtoken::crypto::sign`.
+//! Attack tokens are built by hand in `common::forge`.
 
 mod common;
 
 use axum::http::StatusCode;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
-use base64::Engine;
-use common::{app, claims_of, header_of, other_key_pem, test_key_pem, Reply, TestApp, Wallet};
+use common::forge::{
+    attacker_key, b64json, honest_operator, junk_tokens, now, operator_claims, our_key,
+    public_key_secrets, rs_header, signed, ISS,
+};
+use common::{app, claims_of, header_of, Reply, TestApp, Wallet};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{json, Value};
 use wallet_auth::AuthConfig;
 
 const SECRET: &str = "fleet-secret-for-tests";
-const ISS: &str = "http://localhost:8100";
-const AUD: &str = "pico";
 
 fn fleet_app() -> TestApp {
     wallet_auth::install_crypto_provider();
@@ -26,54 +26,6 @@ fn fleet_app() -> TestApp {
         fleet_mint_secret: SECRET.into(),
         ..Default::default()
     })
-}
-
-fn now(app: &TestApp) -> u64 {
-    use wallet_auth::clock::Clock;
-    app.clock.now_secs()
-}
-
-fn b64json(v: &Value) -> String {
-    B64.encode(serde_json::to_vec(v).unwrap())
-}
-
-/// `header.payload.signature` with the signature made by `key` under `alg`.
-fn signed(header: &Value, payload: &Value, key: &EncodingKey, alg: Algorithm) -> String {
-    let input = format!("{}.{}", b64json(header), b64json(payload));
-    let sig = jsonwebtoken::crypto::sign(input.as_bytes(), key, alg).unwrap();
-    format!("{input}.{sig}")
-}
-
-fn our_key() -> EncodingKey {
-    EncodingKey::from_rsa_pem(test_key_pem().as_bytes()).unwrap()
-}
-
-fn attacker_key() -> EncodingKey {
-    EncodingKey::from_rsa_pem(other_key_pem().as_bytes()).unwrap()
-}
-
-/// Honest operator access-token claims (what `/login` would mint).
-fn operator_claims(app: &TestApp) -> Value {
-    let t = now(app);
-    json!({
-        "iss": ISS, "aud": AUD, "sub": "operator@test", "iat": t, "exp": t + 3600,
-        "jti": wallet_auth::token::new_jti(), "role": "operator",
-    })
-}
-
-fn rs_header(kid: &str) -> Value {
-    json!({ "alg": "RS256", "typ": "JWT", "kid": kid })
-}
-
-/// An operator access token signed by our own key: the control.
-fn honest_operator(app: &TestApp) -> String {
-    let kid = app.auth.tokens().kid().to_string();
-    signed(
-        &rs_header(&kid),
-        &operator_claims(app),
-        &our_key(),
-        Algorithm::RS256,
-    )
 }
 
 /// The same claims as [`honest_operator`] with one claim changed (or removed
@@ -87,91 +39,6 @@ fn operator_with(app: &TestApp, claim: &str, value: Value) -> String {
         claims[claim] = value;
     }
     signed(&rs_header(&kid), &claims, &our_key(), Algorithm::RS256)
-}
-
-/// Encodings of "the server's public key" an alg-confusion attacker might
-/// use as an HMAC secret.
-fn public_key_secrets(app: &TestApp) -> Vec<(&'static str, Vec<u8>)> {
-    use rsa::pkcs1::EncodeRsaPublicKey;
-    use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey, LineEnding};
-    let private = rsa::RsaPrivateKey::from_pkcs8_pem(&test_key_pem()).unwrap();
-    let public = rsa::RsaPublicKey::from(&private);
-    let spki_pem = public.to_public_key_pem(LineEnding::LF).unwrap();
-    let pkcs1_pem = public.to_pkcs1_pem(LineEnding::LF).unwrap();
-    let spki_der = public.to_public_key_der().unwrap().as_bytes().to_vec();
-    let pkcs1_der = public.to_pkcs1_der().unwrap().as_bytes().to_vec();
-    let jwk = &app.auth.tokens().jwks()[0];
-    let jwks = serde_json::to_vec(&serde_json::json!({ "keys": app.auth.jwks() })).unwrap();
-    vec![
-        ("SPKI PEM", spki_pem.as_bytes().to_vec()),
-        ("SPKI PEM without final newline", {
-            spki_pem.trim_end().as_bytes().to_vec()
-        }),
-        ("PKCS#1 PEM", pkcs1_pem.as_bytes().to_vec()),
-        ("SPKI DER", spki_der.clone()),
-        (
-            "SPKI DER as base64",
-            STANDARD.encode(&spki_der).into_bytes(),
-        ),
-        ("PKCS#1 DER", pkcs1_der),
-        ("JWK n (base64url text)", jwk.n.as_bytes().to_vec()),
-        ("JWK n (raw bytes)", B64.decode(&jwk.n).unwrap()),
-        ("JWK as JSON", serde_json::to_vec(jwk).unwrap()),
-        ("JWKS document", jwks),
-        ("kid", jwk.kid.as_bytes().to_vec()),
-    ]
-}
-
-/// Junk, truncated and over-long variants of `good`.
-fn junk_tokens(good: &str) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = [
-        "garbage",
-        "a.b.c",
-        "..",
-        "...",
-        "a.b",
-        "e30.e30.",
-        "e30.e30.e30",
-        "eyJhbGciOiJSUzI1NiJ9",
-        "%%%.%%%.%%%",
-        "\u{00e9}t\u{00e9}.\u{00e9}.\u{00e9}",
-    ]
-    .iter()
-    .map(|s| (format!("junk {s:?}"), (*s).to_string()))
-    .collect();
-    let parts: Vec<&str> = good.split('.').collect();
-    out.push(("header only".into(), parts[0].to_string()));
-    out.push(("no signature".into(), format!("{}.{}", parts[0], parts[1])));
-    out.push((
-        "empty signature".into(),
-        format!("{}.{}.", parts[0], parts[1]),
-    ));
-    out.push((
-        "four parts".into(),
-        format!("{good}.{}", parts[2].get(..10).unwrap_or("")),
-    ));
-    for cut in [1, 10, good.len() / 2, good.len() - 1] {
-        out.push((format!("truncated to {cut}"), good[..cut].to_string()));
-    }
-    out.push((
-        "signature truncated by one byte".into(),
-        format!(
-            "{}.{}.{}",
-            parts[0],
-            parts[1],
-            B64.encode(&B64.decode(parts[2]).unwrap()[1..])
-        ),
-    ));
-    out.push((
-        "over-long (padded)".into(),
-        format!("{good}{}", "A".repeat(17_000)),
-    ));
-    out.push((
-        "over-long payload".into(),
-        format!("{}.{}.{}", parts[0], "A".repeat(40_000), parts[2]),
-    ));
-    out.push(("over-long (60 KB)".into(), "x".repeat(60_000)));
-    out
 }
 
 async fn call(app: &TestApp, route: &str, token: &str) -> Reply {
@@ -188,10 +55,6 @@ async fn call(app: &TestApp, route: &str, token: &str) -> Reply {
         }
         "/revoked-jtis" => app.raw("GET", "/revoked-jtis", Vec::new(), &h).await,
         "/mints" => app.raw("GET", "/mints", Vec::new(), &h).await,
-        "/refresh" => {
-            app.post("/refresh", json!({ "refresh_token": token }))
-                .await
-        }
         other => unreachable!("{other}"),
     }
 }
@@ -408,191 +271,4 @@ async fn junk_truncated_and_over_long_tokens_are_refused() {
     for (what, token) in junk_tokens(&good) {
         refused_everywhere(&app, &what, &token).await;
     }
-}
-
-// ---------------------------------------------------------------- /refresh
-
-/// The HS256 refresh key, derived as `WalletAuth` derives it from the
-/// signing key (HMAC-SHA256 keyed by the label over the PKCS#8 DER). The
-/// control test below proves the derivation matches, so the claim tests
-/// that use it fail on the claim, not on the signature.
-fn refresh_key() -> EncodingKey {
-    let pem = test_key_pem();
-    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    let der = STANDARD.decode(body).unwrap();
-    let key = aws_lc_rs::hmac::Key::new(
-        aws_lc_rs::hmac::HMAC_SHA256,
-        b"wallet-auth refresh-token HS256 key v1",
-    );
-    let tag = aws_lc_rs::hmac::sign(&key, &der);
-    EncodingKey::from_secret(tag.as_ref())
-}
-
-fn refresh_claims(app: &TestApp) -> Value {
-    let t = now(app);
-    json!({
-        "iss": ISS, "aud": AUD, "sub": "wallet", "iat": t, "exp": t + 86_400,
-        "jti": wallet_auth::token::new_jti(), "role": "wallet", "type": "refresh",
-        "fam": wallet_auth::token::new_jti(),
-    })
-}
-
-fn refresh_header() -> Value {
-    json!({ "alg": "HS256", "typ": "refresh+jwt" })
-}
-
-fn refresh_with(app: &TestApp, claim: &str, value: Value) -> String {
-    let mut claims = refresh_claims(app);
-    if value.is_null() {
-        claims.as_object_mut().unwrap().remove(claim);
-    } else {
-        claims[claim] = value;
-    }
-    signed(&refresh_header(), &claims, &refresh_key(), Algorithm::HS256)
-}
-
-async fn refresh_refused(app: &TestApp, what: &str, token: &str) {
-    refused(app, "/refresh", what, token).await;
-}
-
-#[tokio::test]
-async fn control_a_hand_made_refresh_token_is_accepted() {
-    let app = fleet_app();
-    let token = signed(
-        &refresh_header(),
-        &refresh_claims(&app),
-        &refresh_key(),
-        Algorithm::HS256,
-    );
-    let r = call(&app, "/refresh", &token).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-}
-
-#[tokio::test]
-async fn refresh_refuses_forged_algorithms_and_keys() {
-    let app = fleet_app();
-    let claims = refresh_claims(&app);
-    let kid = app.auth.tokens().kid().to_string();
-    for alg in ["none", "None", "NONE"] {
-        let header = json!({ "alg": alg, "typ": "refresh+jwt" });
-        let unsigned = format!("{}.{}", b64json(&header), b64json(&claims));
-        refresh_refused(&app, &format!("alg {alg}"), &format!("{unsigned}.")).await;
-        refresh_refused(&app, &format!("alg {alg}, no sig"), &unsigned).await;
-    }
-    for (what, secret) in public_key_secrets(&app) {
-        let key = EncodingKey::from_secret(&secret);
-        let token = signed(&refresh_header(), &claims, &key, Algorithm::HS256);
-        refresh_refused(&app, &format!("HS256 keyed with {what}"), &token).await;
-    }
-    for (who, key) in [("attacker", attacker_key()), ("our", our_key())] {
-        for typ in ["refresh+jwt", "JWT"] {
-            let header = json!({ "alg": "RS256", "typ": typ, "kid": kid });
-            let token = signed(&header, &claims, &key, Algorithm::RS256);
-            refresh_refused(&app, &format!("RS256 by {who} key, typ {typ}"), &token).await;
-        }
-    }
-    // The right key under a kid nobody knows, or under the wrong typ.
-    let header = json!({ "alg": "HS256", "typ": "refresh+jwt", "kid": "unknown" });
-    let token = signed(
-        &header,
-        &claims,
-        &EncodingKey::from_secret(b"guess"),
-        Algorithm::HS256,
-    );
-    refresh_refused(&app, "unknown kid, guessed secret", &token).await;
-    let header = json!({ "alg": "HS256", "typ": "JWT" });
-    let token = signed(&header, &claims, &refresh_key(), Algorithm::HS256);
-    refresh_refused(&app, "typ JWT", &token).await;
-    let header = json!({ "alg": "HS512", "typ": "refresh+jwt" });
-    let token = signed(&header, &claims, &refresh_key(), Algorithm::HS512);
-    refresh_refused(&app, "HS512", &token).await;
-}
-
-#[tokio::test]
-async fn refresh_refuses_missing_expired_and_wrong_claims() {
-    let app = fleet_app();
-    let t = now(&app);
-    let cases = [
-        ("missing exp", "exp", Value::Null),
-        ("expired", "exp", json!(t - 1)),
-        ("exp as string", "exp", json!((t + 60).to_string())),
-        ("wrong iss", "iss", json!("https://evil.example")),
-        ("missing iss", "iss", Value::Null),
-        ("wrong aud", "aud", json!("not-pico")),
-        ("missing aud", "aud", Value::Null),
-        ("type access", "type", json!("access")),
-        ("missing type", "type", Value::Null),
-        ("missing fam", "fam", Value::Null),
-        ("empty jti", "jti", json!("")),
-    ];
-    for (what, claim, value) in cases {
-        let token = refresh_with(&app, claim, value);
-        refresh_refused(&app, what, &token).await;
-    }
-    let r = call(&app, "/refresh", &refresh_with(&app, "exp", json!(t - 1))).await;
-    assert_eq!(r.detail(), "refresh expired");
-    let r = call(&app, "/refresh", &refresh_with(&app, "iss", json!("x"))).await;
-    assert!(r.detail().contains("issuer"), "{}", r.body);
-    let r = call(&app, "/refresh", &refresh_with(&app, "aud", json!("x"))).await;
-    assert!(r.detail().contains("audience"), "{}", r.body);
-}
-
-#[tokio::test]
-async fn refresh_refuses_access_and_fleet_tokens() {
-    let app = fleet_app();
-    let s = app.sign_in(&Wallet::generate("Ed25519")).await;
-    refresh_refused(
-        &app,
-        "wallet access token",
-        s["access_token"].as_str().unwrap(),
-    )
-    .await;
-    refresh_refused(&app, "operator access token", &honest_operator(&app)).await;
-    let r = app
-        .post_with(
-            "/fleet/sessions",
-            json!({ "session_id": "s1", "agent_id": "a1" }),
-            &[("x-fleet-secret", SECRET)],
-        )
-        .await;
-    refresh_refused(
-        &app,
-        "fleet token",
-        r.body["session_token"].as_str().unwrap(),
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn refresh_refuses_a_revoked_jti() {
-    let app = fleet_app();
-    let s = app.sign_in(&Wallet::generate("Ed25519")).await;
-    let refresh = s["refresh_token"].as_str().unwrap();
-    let jti = claims_of(refresh)["jti"].as_str().unwrap().to_string();
-    let h = format!("Bearer {}", honest_operator(&app));
-    let r = app
-        .post_with(
-            "/revoke",
-            json!({ "jti": jti }),
-            &[("authorization", h.as_str())],
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    refresh_refused(&app, "revoked refresh jti", refresh).await;
-}
-
-#[tokio::test]
-async fn refresh_refuses_junk_truncated_and_over_long_tokens() {
-    let app = fleet_app();
-    let s = app.sign_in(&Wallet::generate("Ed25519")).await;
-    let good = s["refresh_token"].as_str().unwrap();
-    for (what, token) in junk_tokens(good) {
-        refresh_refused(&app, &what, &token).await;
-    }
-    // A forged role on a real refresh token.
-    let parts: Vec<&str> = good.split('.').collect();
-    let mut claims = claims_of(good);
-    claims["role"] = json!("operator");
-    let forged = format!("{}.{}.{}", parts[0], b64json(&claims), parts[2]);
-    refresh_refused(&app, "refresh role forged", &forged).await;
 }

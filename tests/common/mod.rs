@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod forge;
 pub mod proxy;
 pub mod redis_server;
 pub mod server;
