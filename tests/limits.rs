@@ -292,8 +292,8 @@ async fn a_burst_past_the_cpu_bound_gets_200s_and_503s_only() {
     })
     .with_signing_key(common::signing_key())
     .with_cpu_limits(WORKERS, QUEUE)
-        .build()
-        .unwrap();
+    .build()
+    .unwrap();
     let router = auth.router::<()>();
     let tapp = common::TestApp {
         auth,
