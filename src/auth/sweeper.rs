@@ -113,8 +113,11 @@ mod tests {
             store: MemoryChallengeStore::new(16),
             sweeps: tx,
         };
-        let auth = WalletAuth::builder(AuthConfig::default())
-            .with_signing_key(
+        let auth = WalletAuth::builder(AuthConfig {
+            allow_memory_revocations: true,
+            ..AuthConfig::default()
+        })
+        .with_signing_key(
                 SigningKey::from_pem(include_str!(concat!(
                     env!("CARGO_MANIFEST_DIR"),
                     "/fixtures/keys/test-rsa-2048.pem"

@@ -125,8 +125,11 @@ mod tests {
             env!("CARGO_MANIFEST_DIR"),
             "/fixtures/keys/test-rsa-2048.pem"
         ));
-        WalletAuth::builder(AuthConfig::default())
-            .with_signing_key(SigningKey::from_pem(pem).unwrap())
+        WalletAuth::builder(AuthConfig {
+            allow_memory_revocations: true,
+            ..AuthConfig::default()
+        })
+        .with_signing_key(SigningKey::from_pem(pem).unwrap())
             .with_clock(Arc::new(clock.clone()))
             .build()
             .unwrap()
