@@ -69,10 +69,13 @@ async fn call(
 
 #[tokio::test]
 async fn merge_into_a_host_app_with_its_own_state() {
-    let auth = WalletAuth::builder(AuthConfig::default())
-        .with_signing_key(common::signing_key())
-        .build()
-        .unwrap();
+    let auth = WalletAuth::builder(AuthConfig {
+        allow_memory_revocations: true,
+        ..Default::default()
+    })
+    .with_signing_key(common::signing_key())
+    .build()
+    .unwrap();
     let state = HostState {
         auth: auth.clone(),
         greeting: "hello",
@@ -128,6 +131,7 @@ async fn merge_into_a_host_app_with_its_own_state() {
 async fn nest_under_another_prefix() {
     let auth = WalletAuth::builder(AuthConfig {
         route_prefix: String::new(),
+        allow_memory_revocations: true,
         ..Default::default()
     })
     .with_signing_key(common::signing_key())
@@ -146,10 +150,13 @@ async fn nest_under_another_prefix() {
 async fn rotation_keeps_the_retired_key_verifying() {
     let old_key = wallet_auth::SigningKey::from_pem(&common::other_key_pem()).unwrap();
     let old_jwk = old_key.jwk().clone();
-    let old = WalletAuth::builder(AuthConfig::default())
-        .with_signing_key(old_key)
-        .build()
-        .unwrap();
+    let old = WalletAuth::builder(AuthConfig {
+        allow_memory_revocations: true,
+        ..Default::default()
+    })
+    .with_signing_key(old_key)
+    .build()
+    .unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -164,11 +171,14 @@ async fn rotation_keeps_the_retired_key_verifying() {
     );
     let old_token = old.tokens().sign_access(&claims).unwrap();
 
-    let new = WalletAuth::builder(AuthConfig::default())
-        .with_signing_key(common::signing_key())
-        .with_retired_key(old_jwk.clone())
-        .build()
-        .unwrap();
+    let new = WalletAuth::builder(AuthConfig {
+        allow_memory_revocations: true,
+        ..Default::default()
+    })
+    .with_signing_key(common::signing_key())
+    .with_retired_key(old_jwk.clone())
+    .build()
+    .unwrap();
     let app: Router = new.router();
     let (status, body) = call(&app, "GET", "/api/v1/auth/jwks", "", None).await;
     assert_eq!(status, StatusCode::OK);

@@ -218,7 +218,8 @@ async fn rotation_bookkeeping_is_not_served_to_consumers() {
     let app = fleet_app();
     let s = app.sign_in(&Wallet::generate("Ed25519")).await;
     let first = s["refresh_token"].clone();
-    app.post("/refresh", json!({ "refresh_token": first }))
+    let rotated = app
+        .post("/refresh", json!({ "refresh_token": first }))
         .await;
     app.post("/refresh", json!({ "refresh_token": first }))
         .await; // reuse: family revoked
@@ -230,7 +231,21 @@ async fn rotation_bookkeeping_is_not_served_to_consumers() {
     let r = app
         .get("/revoked-jtis", svc.body["session_token"].as_str())
         .await;
-    assert_eq!(r.body, json!({ "items": [] }));
+    // Served: the family's access tokens (SPEC 10), never the bookkeeping
+    // (the used refresh token, the family entry).
+    let mut served = common::item_jtis(&r.body);
+    served.sort();
+    let mut access: Vec<String> = [&s["access_token"], &rotated.body["access_token"]]
+        .iter()
+        .map(|t| {
+            common::claims_of(t.as_str().unwrap())["jti"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    access.sort();
+    assert_eq!(served, access);
 }
 
 /// One-time refresh rotation holds across a restart: a spent refresh token

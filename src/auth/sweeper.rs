@@ -118,16 +118,16 @@ mod tests {
             ..AuthConfig::default()
         })
         .with_signing_key(
-                SigningKey::from_pem(include_str!(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/fixtures/keys/test-rsa-2048.pem"
-                )))
-                .unwrap(),
-            )
-            .with_challenge_store(Arc::new(store))
-            .with_sweep_interval(Duration::from_millis(10))
-            .build()
-            .unwrap();
+            SigningKey::from_pem(include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/fixtures/keys/test-rsa-2048.pem"
+            )))
+            .unwrap(),
+        )
+        .with_challenge_store(Arc::new(store))
+        .with_sweep_interval(Duration::from_millis(10))
+        .build()
+        .unwrap();
         (auth, rx)
     }
 

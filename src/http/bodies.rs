@@ -130,9 +130,9 @@ mod tests {
             ..AuthConfig::default()
         })
         .with_signing_key(SigningKey::from_pem(pem).unwrap())
-            .with_clock(Arc::new(clock.clone()))
-            .build()
-            .unwrap()
+        .with_clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap()
     }
 
     fn jtis(body: &[u8]) -> Vec<String> {
