@@ -11,29 +11,7 @@ use common::{app, claims_of, TestApp, Wallet};
 use serde_json::{json, Value};
 use wallet_auth::AuthConfig;
 
-const SECRET: &str = "fleet-secret-for-tests";
-
-fn fleet_app() -> TestApp {
-    app(AuthConfig {
-        fleet_mint_secret: SECRET.into(),
-        ..Default::default()
-    })
-}
-
-async fn fleet(app: &TestApp, body: Value) -> common::Reply {
-    app.post_with("/fleet/sessions", body, &[("x-fleet-secret", SECRET)])
-        .await
-}
-
-async fn operator_token(app: &TestApp) -> String {
-    common::token_with_role(app, "operator")
-}
-
-async fn post_bearer(app: &TestApp, path: &str, body: Value, token: &str) -> common::Reply {
-    let h = format!("Bearer {token}");
-    app.post_with(path, body, &[("authorization", h.as_str())])
-        .await
-}
+use common::{fleet, fleet_app, operator_token, post_bearer, FLEET_SECRET as SECRET};
 
 #[tokio::test]
 async fn fleet_secret_is_checked_before_the_body() {

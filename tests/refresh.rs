@@ -24,30 +24,7 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{json, Value};
 use wallet_auth::AuthConfig;
 
-const SECRET: &str = "fleet-secret-for-tests";
-
-fn fleet_app() -> TestApp {
-    wallet_auth::install_crypto_provider();
-    app(AuthConfig {
-        fleet_mint_secret: SECRET.into(),
-        ..Default::default()
-    })
-}
-
-async fn fleet(app: &TestApp, body: Value) -> common::Reply {
-    app.post_with("/fleet/sessions", body, &[("x-fleet-secret", SECRET)])
-        .await
-}
-
-async fn operator_token(app: &TestApp) -> String {
-    common::token_with_role(app, "operator")
-}
-
-async fn post_bearer(app: &TestApp, path: &str, body: Value, token: &str) -> common::Reply {
-    let h = format!("Bearer {token}");
-    app.post_with(path, body, &[("authorization", h.as_str())])
-        .await
-}
+use common::{fleet, fleet_app, operator_token, post_bearer, FLEET_SECRET as SECRET};
 
 /// The standalone server's environment for the restart test.
 const ENV: [(&str, &str); 3] = [

@@ -293,3 +293,33 @@ pub fn interop_python() -> Option<std::path::PathBuf> {
 pub fn default_router() -> Router {
     default_app().router
 }
+
+/// The fleet secret of [`fleet_app`].
+pub const FLEET_SECRET: &str = "fleet-secret-for-tests";
+
+/// A router with `/fleet/sessions` enabled under [`FLEET_SECRET`].
+pub fn fleet_app() -> TestApp {
+    wallet_auth::install_crypto_provider();
+    app(AuthConfig {
+        fleet_mint_secret: FLEET_SECRET.into(),
+        ..Default::default()
+    })
+}
+
+/// POSTs `body` to `/fleet/sessions` with [`FLEET_SECRET`].
+pub async fn fleet(app: &TestApp, body: Value) -> Reply {
+    app.post_with("/fleet/sessions", body, &[("x-fleet-secret", FLEET_SECRET)])
+        .await
+}
+
+/// An operator access token minted with the app's own keys.
+pub async fn operator_token(app: &TestApp) -> String {
+    token_with_role(app, "operator")
+}
+
+/// POSTs `body` to `path` with `token` as the Bearer token.
+pub async fn post_bearer(app: &TestApp, path: &str, body: Value, token: &str) -> Reply {
+    let h = format!("Bearer {token}");
+    app.post_with(path, body, &[("authorization", h.as_str())])
+        .await
+}
