@@ -19,10 +19,9 @@ use common::forge::{
     AUD, ISS,
 };
 use common::server::{Http, Server};
-use common::{app, claims_of, default_app, test_key_pem, Reply, TestApp, Wallet};
+use common::{claims_of, default_app, test_key_pem, Reply, TestApp, Wallet};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{json, Value};
-use wallet_auth::AuthConfig;
 
 use common::{fleet, fleet_app, operator_token, post_bearer, FLEET_SECRET as SECRET};
 
