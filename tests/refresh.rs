@@ -273,16 +273,7 @@ async fn call(app: &TestApp, route: &str, token: &str) -> Reply {
 }
 
 async fn refused(app: &TestApp, route: &str, what: &str, token: &str) {
-    let r = call(app, route, token).await;
-    assert_eq!(
-        r.status,
-        StatusCode::UNAUTHORIZED,
-        "{route}: {what}: {} {}",
-        r.status,
-        r.body
-    );
-    let detail = r.body["detail"].as_str().unwrap_or("");
-    assert!(!detail.is_empty(), "{route}: {what}: no detail: {}", r.body);
+    common::forge::assert_refused(&call(app, route, token).await, route, what);
 }
 
 /// The HS256 refresh key, derived as `WalletAuth` derives it from the

@@ -144,3 +144,17 @@ pub fn junk_tokens(good: &str) -> Vec<(String, String)> {
     out.push(("over-long (60 KB)".into(), "x".repeat(60_000)));
     out
 }
+
+/// Asserts that `r`, the answer of `route` to a forged or bad token
+/// (`what`), is a 401 with a non-empty `detail`.
+pub fn assert_refused(r: &super::Reply, route: &str, what: &str) {
+    assert_eq!(
+        r.status,
+        axum::http::StatusCode::UNAUTHORIZED,
+        "{route}: {what}: {} {}",
+        r.status,
+        r.body
+    );
+    let detail = r.body["detail"].as_str().unwrap_or("");
+    assert!(!detail.is_empty(), "{route}: {what}: no detail: {}", r.body);
+}
