@@ -1,5 +1,6 @@
 //! The in-memory challenge store on DashMap.
 
+use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +24,7 @@ use crate::StoreError;
 /// was not issued to the address finds nothing and removes nothing.
 pub struct MemoryChallengeStore {
     /// challenge key -> expiry, milliseconds since the epoch.
-    map: DashMap<[u8; 32], u64>,
+    map: DashMap<[u8; 32], u64, DigestHash>,
     /// Entries in `map`, kept beside it so the cap check on `issue` reads
     /// one atomic instead of locking every shard for `DashMap::len`.
     count: AtomicUsize,
@@ -49,7 +50,7 @@ impl MemoryChallengeStore {
     /// A store reading time from `clock`.
     pub fn with_clock(cap: usize, clock: SharedClock) -> Self {
         Self {
-            map: DashMap::new(),
+            map: DashMap::with_hasher(DigestHash),
             count: AtomicUsize::new(0),
             cap,
             clock,
@@ -64,6 +65,40 @@ impl MemoryChallengeStore {
     /// Whether no challenge is outstanding.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Hashes a challenge key by its leading bytes. The key is already a
+/// SHA-256 digest, and every key in the map covers a nonce the server drew
+/// at random, so no client can choose where an entry lands: SipHash's
+/// flood resistance buys nothing here, and a lookup with a chosen key still
+/// only probes one bucket of random entries.
+#[derive(Debug, Clone, Copy, Default)]
+struct DigestHash;
+
+impl BuildHasher for DigestHash {
+    type Hasher = DigestHasher;
+
+    fn build_hasher(&self) -> DigestHasher {
+        DigestHasher(0)
+    }
+}
+
+#[derive(Debug, Default)]
+struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // An array hashes as its length, then its bytes: fold in the first
+        // eight bytes of each write (a digest's are as good as any).
+        let mut word = [0u8; 8];
+        let n = bytes.len().min(8);
+        word[..n].copy_from_slice(&bytes[..n]);
+        self.0 = (self.0 ^ u64::from_le_bytes(word)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 
@@ -131,6 +166,23 @@ mod tests {
     use crate::clock::ManualClock;
 
     const TTL: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn digest_hash_spreads_keys_and_sees_only_their_bytes() {
+        let hash = |key: &[u8; 32]| DigestHash.hash_one(key);
+        let a = challenge_key("a", &[1; 32]);
+        let b = challenge_key("a", &[2; 32]);
+        assert_eq!(hash(&a), hash(&a));
+        assert_ne!(hash(&a), hash(&b));
+        // Uniform digests land in all of 64 buckets after 4,096 keys.
+        let mut seen = [false; 64];
+        for i in 0u32..4096 {
+            let mut nonce = [0u8; 32];
+            nonce[..4].copy_from_slice(&i.to_le_bytes());
+            seen[(hash(&challenge_key("x", &nonce)) >> 58) as usize] = true;
+        }
+        assert!(seen.iter().all(|s| *s));
+    }
 
     #[tokio::test]
     async fn several_per_address_each_once_wrong_nonce_burns_nothing() {

@@ -148,15 +148,20 @@ impl WalletAuth {
             auth: self.clone(),
             bodies: Bodies::new(self),
         });
-        let limit = axum::middleware::from_fn_with_state(Arc::clone(&edge), super::limit::per_ip);
+        // With the per-IP limit off and no proxy trusted the layer would
+        // only copy the peer address (which `ClientIp` reads anyway): leave
+        // it out, so "limits off" costs nothing per request.
+        let limit = self
+            .limits()
+            .needs_edge_layer()
+            .then(|| axum::middleware::from_fn_with_state(Arc::clone(&edge), super::limit::per_ip));
         ROUTES
             .iter()
             .fold(Router::new(), |router, r| {
                 let route = (r.handler)(r.verb.filter());
-                let route = if r.limited {
-                    route.route_layer(limit.clone())
-                } else {
-                    route
+                let route = match &limit {
+                    Some(limit) if r.limited => route.route_layer(limit.clone()),
+                    _ => route,
                 };
                 router.route(&format!("{prefix}{}", r.path), route)
             })

@@ -149,6 +149,13 @@ impl RateLimits {
         client_ip(peer, forwarded_for, &self.trusted)
     }
 
+    /// Whether the per-IP edge layer has work: a per-IP limit to charge, or
+    /// trusted proxies whose `X-Forwarded-For` decides the client IP. When
+    /// neither, the client IP is the peer and the layer is left out.
+    pub fn needs_edge_layer(&self) -> bool {
+        !self.per_ip.is_off() || !self.trusted.is_empty()
+    }
+
     /// The trusted proxies.
     pub fn trusted_proxies(&self) -> &TrustedProxies {
         &self.trusted
