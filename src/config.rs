@@ -662,7 +662,10 @@ mod tests {
         let s = "rediss://:hunter2@127.0.0.1:6380";
         // Both or neither.
         assert_eq!(refused(&tls(s, "", "c.pem", "")), "redis_tls_key_file");
-        assert_eq!(refused(&tls(s, "ca.pem", "", "k.pem")), "redis_tls_cert_file");
+        assert_eq!(
+            refused(&tls(s, "ca.pem", "", "k.pem")),
+            "redis_tls_cert_file"
+        );
         // TLS files want a rediss:// URL, and a URL at all.
         let plain = tls("redis://:hunter2@127.0.0.1:6379", "ca.pem", "", "");
         assert_eq!(refused(&plain), "redis_url");
@@ -670,9 +673,15 @@ mod tests {
             unreachable!()
         };
         assert!(!e.to_string().contains("hunter2"), "{e}");
-        assert_eq!(refused(&tls("unix:///tmp/r.sock", "", "c.pem", "k.pem")), "redis_url");
+        assert_eq!(
+            refused(&tls("unix:///tmp/r.sock", "", "c.pem", "k.pem")),
+            "redis_url"
+        );
         assert_eq!(refused(&tls("", "ca.pem", "", "")), "redis_tls_ca_file");
-        assert_eq!(refused(&tls("", "", "c.pem", "k.pem")), "redis_tls_cert_file");
+        assert_eq!(
+            refused(&tls("", "", "c.pem", "k.pem")),
+            "redis_tls_cert_file"
+        );
         // What passes (validate reads no file: these paths need not exist).
         for ok in [
             tls(s, "", "", ""),

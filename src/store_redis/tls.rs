@@ -41,7 +41,14 @@ pub struct RedisTls {
 impl std::fmt::Debug for RedisTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisTls")
-            .field("ca", &if self.ca.is_some() { "file" } else { "system roots" })
+            .field(
+                "ca",
+                &if self.ca.is_some() {
+                    "file"
+                } else {
+                    "system roots"
+                },
+            )
             .field("client_certificate", &self.client.is_some())
             .finish()
     }
@@ -142,7 +149,8 @@ pub(super) fn install_provider() {
 
 /// The file `path` of `field`, at most [`MAX_FILE`] bytes.
 fn read(field: &'static str, path: &str) -> Result<Vec<u8>, ConfigError> {
-    let cannot = |e: std::io::Error| ConfigError::invalid(field, format!("cannot read {path:?}: {e}"));
+    let cannot =
+        |e: std::io::Error| ConfigError::invalid(field, format!("cannot read {path:?}: {e}"));
     let file = std::fs::File::open(path).map_err(cannot)?;
     let mut bytes = Vec::new();
     file.take(MAX_FILE + 1)
