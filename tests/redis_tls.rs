@@ -42,9 +42,9 @@ impl Certs {
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         let write = |name: &str, pem: String| std::fs::write(dir.path().join(name), pem).unwrap();
 
-        let (ca_pem, ca) = ca("wallet-auth test CA");
+        let (ca_pem, ca) = make_ca("wallet-auth test CA");
         write("ca.pem", ca_pem);
-        let (other_pem, other) = ca("some other CA");
+        let (other_pem, other) = make_ca("some other CA");
         write("other-ca.pem", other_pem);
 
         let (cert, key) = leaf(
@@ -74,7 +74,7 @@ impl Certs {
 }
 
 /// A self-signed CA: its PEM and the issuer that signs with it.
-fn ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
+fn make_ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
     params.distinguished_name.push(DnType::CommonName, name);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
