@@ -102,6 +102,9 @@ const FIELDS: &[(&str, Kind)] = &[
     ("challenge_max_outstanding", Kind::Count),
     ("route_prefix", Kind::Text),
     ("redis_url", Kind::Text),
+    ("redis_tls_ca_file", Kind::Text),
+    ("redis_tls_cert_file", Kind::Text),
+    ("redis_tls_key_file", Kind::Text),
     ("rate_limit_per_ip_per_minute", Kind::Count),
     ("refresh_per_family_per_minute", Kind::Count),
     ("trusted_proxies", Kind::List),
@@ -367,7 +370,8 @@ async fn with_redis(
     use std::sync::Arc;
     use wallet_auth::{RedisOptions, RedisStores};
 
-    let stores = RedisStores::connect(redis_url, RedisOptions::default())
+    let tls = wallet_auth::store_redis::RedisTls::from_config(config).map_err(|e| e.to_string())?;
+    let stores = RedisStores::connect_tls(redis_url, &tls, RedisOptions::default())
         .await
         .map_err(|e| format!("redis_url: {e}"))?;
     match stores.persistence().await {

@@ -75,6 +75,16 @@ pub struct AuthConfig {
     /// three stores to the builder (the standalone server does). A
     /// [`Secret`], since it may carry a password.
     pub redis_url: Secret,
+    /// PEM file of the CA certificate(s) that Redis's certificate must chain
+    /// to, for a `rediss://` `redis_url`; empty trusts the system's roots.
+    /// Read and checked at start-up (`RedisTls::from_config`, feature
+    /// `redis`), like the two below.
+    pub redis_tls_ca_file: String,
+    /// PEM certificate (chain) this instance shows Redis for mutual TLS
+    /// (`tls-auth-clients yes`); set with `redis_tls_key_file`, or neither.
+    pub redis_tls_cert_file: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `redis_tls_cert_file`.
+    pub redis_tls_key_file: String,
     /// Requests per minute one client IP may make to `/challenge`,
     /// `/sign-in`, `/refresh`, `/login` and `/fleet/sessions` together
     /// (a token bucket with a burst of the same size); 0 turns it off.
@@ -125,6 +135,9 @@ impl Default for AuthConfig {
             challenge_max_outstanding: 1_000_000,
             route_prefix: "/api/v1/auth".into(),
             redis_url: Secret::default(),
+            redis_tls_ca_file: String::new(),
+            redis_tls_cert_file: String::new(),
+            redis_tls_key_file: String::new(),
             rate_limit_per_ip_per_minute: 600,
             refresh_per_family_per_minute: 10,
             trusted_proxies: Vec::new(),
@@ -154,7 +167,9 @@ impl AuthConfig {
     /// of range, an unknown wallet algorithm, or a role guardrail (the
     /// admin role may not be `wallet` nor a fleet role; fleet roles may not
     /// include `operator` or the admin role; a fleet secret is at least 16
-    /// bytes).
+    /// bytes), or Redis TLS settings that do not fit together (a client
+    /// certificate without its key or the reverse, TLS files without a
+    /// `rediss://` `redis_url`).
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.algorithm != "RS256" {
             return Err(ConfigError::invalid(
@@ -219,6 +234,7 @@ impl AuthConfig {
                 "must start with '/' and not end with '/' (or be empty)",
             ));
         }
+        self.check_redis_tls()?;
         if self.auto_create_admin && self.admin_email.trim().is_empty() {
             return Err(ConfigError::invalid(
                 "admin_email",
@@ -273,6 +289,50 @@ impl AuthConfig {
             ));
         }
         Ok(algorithms)
+    }
+
+    /// The shape of the Redis TLS settings, without reading a file (that is
+    /// `RedisTls::from_config`'s): a client certificate and its key both or
+    /// neither, and any of the three only with a `rediss://` `redis_url`.
+    pub(crate) fn check_redis_tls(&self) -> Result<(), ConfigError> {
+        let cert = !self.redis_tls_cert_file.is_empty();
+        let key = !self.redis_tls_key_file.is_empty();
+        if cert != key {
+            let (field, other) = if cert {
+                ("redis_tls_key_file", "redis_tls_cert_file")
+            } else {
+                ("redis_tls_cert_file", "redis_tls_key_file")
+            };
+            return Err(ConfigError::invalid(
+                field,
+                format!("must be set when {other} is (a client certificate and its key: both or neither)"),
+            ));
+        }
+        let first = if !self.redis_tls_ca_file.is_empty() {
+            "redis_tls_ca_file"
+        } else if cert {
+            "redis_tls_cert_file"
+        } else {
+            return Ok(());
+        };
+        if self.redis_url.is_empty() {
+            return Err(ConfigError::invalid(
+                first,
+                "is set, but redis_url is empty (the TLS files are for a rediss:// Redis)",
+            ));
+        }
+        // The URL is a secret: the reason never quotes it.
+        let scheme = self.redis_url.expose_secret().get(..9);
+        if !scheme.is_some_and(|s| s.eq_ignore_ascii_case("rediss://")) {
+            return Err(ConfigError::invalid(
+                "redis_url",
+                format!(
+                    "must be a rediss:// URL when {first} is set: a plain redis:// connection \
+                     is not encrypted and would ignore the TLS files"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The role guardrails: a wallet never signs in as the admin, and the
@@ -588,6 +648,50 @@ mod tests {
             ..AuthConfig::default()
         };
         assert_eq!(refused(&config), "fleet_allowed_roles");
+    }
+
+    #[test]
+    fn redis_tls_settings_fit_together() {
+        let tls = |url: &str, ca: &str, cert: &str, key: &str| AuthConfig {
+            redis_url: url.into(),
+            redis_tls_ca_file: ca.into(),
+            redis_tls_cert_file: cert.into(),
+            redis_tls_key_file: key.into(),
+            ..AuthConfig::default()
+        };
+        let s = "rediss://:hunter2@127.0.0.1:6380";
+        // Both or neither.
+        assert_eq!(refused(&tls(s, "", "c.pem", "")), "redis_tls_key_file");
+        assert_eq!(
+            refused(&tls(s, "ca.pem", "", "k.pem")),
+            "redis_tls_cert_file"
+        );
+        // TLS files want a rediss:// URL, and a URL at all.
+        let plain = tls("redis://:hunter2@127.0.0.1:6379", "ca.pem", "", "");
+        assert_eq!(refused(&plain), "redis_url");
+        let Err(e) = plain.validate() else {
+            unreachable!()
+        };
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert_eq!(
+            refused(&tls("unix:///tmp/r.sock", "", "c.pem", "k.pem")),
+            "redis_url"
+        );
+        assert_eq!(refused(&tls("", "ca.pem", "", "")), "redis_tls_ca_file");
+        assert_eq!(
+            refused(&tls("", "", "c.pem", "k.pem")),
+            "redis_tls_cert_file"
+        );
+        // What passes (validate reads no file: these paths need not exist).
+        for ok in [
+            tls(s, "", "", ""),
+            tls(s, "ca.pem", "", ""),
+            tls(s, "", "c.pem", "k.pem"),
+            tls("REDISS://h:6380", "ca.pem", "c.pem", "k.pem"),
+            tls("redis://h:6379", "", "", ""),
+        ] {
+            ok.validate().unwrap();
+        }
     }
 
     #[test]

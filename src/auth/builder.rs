@@ -129,6 +129,10 @@ impl WalletAuthBuilder {
         crate::install_crypto_provider();
         let config = self.config;
         config.validate()?;
+        // A bad Redis TLS file fails here, naming its field, whoever opened
+        // the stores (`RedisStores::connect_tls` reads the same files).
+        #[cfg(feature = "redis")]
+        crate::store_redis::RedisTls::from_config(&config)?;
         let algorithms = config.wallet_algorithms()?;
         let clock: SharedClock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
 

@@ -26,10 +26,18 @@
 //! Every command is bounded by [`RedisOptions::op_timeout`]; when Redis is
 //! unreachable the stores answer [`StoreError::Unavailable`] and reconnect by
 //! themselves when it returns.
+//!
+//! # TLS
+//! A `rediss://` URL connects over TLS (rustls), checking Redis's certificate
+//! against the system's roots, or against the CA of `redis_tls_ca_file`, and
+//! presenting `redis_tls_cert_file` and `redis_tls_key_file` to a Redis that
+//! asks for a client certificate: read them with [`RedisTls::from_config`]
+//! and connect with [`RedisStores::connect_tls`].
 
 mod audit;
 mod challenge;
 mod revocation;
+mod tls;
 
 use std::time::Duration;
 
@@ -40,6 +48,7 @@ use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 pub use self::audit::RedisMintAuditStore;
 pub use self::challenge::RedisChallengeStore;
 pub use self::revocation::RedisRevocationStore;
+pub use self::tls::RedisTls;
 use crate::clock::{SharedClock, SystemClock};
 use crate::StoreError;
 
@@ -119,19 +128,42 @@ impl std::fmt::Debug for RedisStores {
 }
 
 impl RedisStores {
-    /// Connects to `url` (`redis://[:password@]host:port[/db]`).
+    /// Connects to `url` (`redis://[:password@]host:port[/db]`, or
+    /// `rediss://` for TLS checked against the system's roots).
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the URL is invalid, the options are
     /// inconsistent, or Redis cannot be reached within `op_timeout`.
     pub async fn connect(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
+        Self::connect_tls(url, &RedisTls::default(), options).await
+    }
+
+    /// Connects to a `rediss://` `url` with the CA and client certificate of
+    /// `tls` (see [`RedisTls::from_config`]); with a default `tls`, the same
+    /// as [`connect`](Self::connect).
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect); also when `tls` is set and `url` is not
+    /// `rediss://`, and when the TLS handshake fails (a certificate that does
+    /// not chain to the CA or does not name the host; a Redis that wants a
+    /// client certificate and gets none or one it does not trust).
+    pub async fn connect_tls(
+        url: &str,
+        tls: &RedisTls,
+        options: RedisOptions,
+    ) -> Result<Self, StoreError> {
         if options.max_staleness <= options.feed_block {
             return Err(StoreError::Unavailable(
                 "redis: max_staleness must exceed feed_block".into(),
             ));
         }
-        let client = ::redis::Client::open(url)
-            .map_err(|e| StoreError::Unavailable(format!("redis url: {e}")))?;
+        self::tls::install_provider();
+        let client = if tls.is_default() {
+            ::redis::Client::open(url)
+        } else {
+            ::redis::Client::build_with_tls(url, tls.certificates())
+        }
+        .map_err(|e| StoreError::Unavailable(format!("redis url: {e}")))?;
         let conn = manager(&client, &options, options.op_timeout).await?;
         Ok(Self {
             client,
