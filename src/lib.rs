@@ -43,9 +43,9 @@ pub mod config;
 mod error;
 mod hexcodec;
 pub mod http;
-mod message;
 pub mod jsonl;
 pub mod limit;
+mod message;
 pub mod password;
 pub mod revocation;
 #[cfg(feature = "redis")]
@@ -56,11 +56,11 @@ pub mod wallet;
 mod work;
 
 pub use audit::{JsonlMintAuditStore, MemoryMintAuditStore, MintAuditStore, MintRecord};
+pub use auth::{ChallengeRequest, IssuedChallenge, MAX_MESSAGE_LEN};
 pub use auth::{
     FleetRequest, FleetSession, Gate, MintView, RevokedJtis, SignInRequest, SignInResponse,
     TokenPair, WalletAuth, WalletAuthBuilder, MAX_ADDRESS_LEN,
 };
-pub use auth::{ChallengeRequest, IssuedChallenge, MAX_MESSAGE_LEN};
 pub use challenge::{ChallengeMeta, ChallengeStore, MemoryChallengeStore};
 pub use config::AuthConfig;
 pub use error::{ConfigError, Error, StoreError};

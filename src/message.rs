@@ -106,7 +106,9 @@ impl MessageSettings {
         if !is_authority(&domain) {
             return Err(ConfigError::invalid(
                 "domain",
-                format!("{domain:?} is not an RFC 3986 authority (host[:port]) as EIP-4361 requires"),
+                format!(
+                    "{domain:?} is not an RFC 3986 authority (host[:port]) as EIP-4361 requires"
+                ),
             ));
         }
         let uri = if config.uri.is_empty() {
@@ -282,9 +284,8 @@ fn authority_of(url: &str) -> Option<String> {
 /// ":", "@", and the brackets of an IP literal).
 fn is_authority(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:@[]".contains(&b)
-        })
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:@[]".contains(&b))
 }
 
 /// An absolute URI: a scheme (`ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )`),
@@ -296,9 +297,9 @@ fn is_uri(s: &str) -> bool {
     let mut scheme_bytes = scheme.bytes();
     scheme_bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
         && scheme_bytes.all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
-        && rest.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:@/?#[]".contains(&b)
-        })
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:@/?#[]".contains(&b))
 }
 
 /// EIP-4361 `statement = *( reserved / unreserved / " " )`.
@@ -362,7 +363,10 @@ mod tests {
             )
         );
         let text = settings("Hi").render(&meta, address, NONCE);
-        assert!(text.contains(&format!("{address}\n\nHi\n\nURI: ")), "{text}");
+        assert!(
+            text.contains(&format!("{address}\n\nHi\n\nURI: ")),
+            "{text}"
+        );
     }
 
     #[test]

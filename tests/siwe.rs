@@ -79,7 +79,10 @@ fn body(wallet: &Wallet, nonce: &str, message: &str) -> Value {
 
 async fn sign_in_with_message(app: &TestApp, wallet: &Wallet) -> Reply {
     let c = challenge(app, wallet, json!({})).await;
-    let (nonce, message) = (c["challenge"].as_str().unwrap(), c["message"].as_str().unwrap());
+    let (nonce, message) = (
+        c["challenge"].as_str().unwrap(),
+        c["message"].as_str().unwrap(),
+    );
     app.post("/sign-in", body(wallet, nonce, message)).await
 }
 
@@ -109,7 +112,11 @@ async fn an_ethereum_wallet_signs_in_with_eip4361() {
         "localhost:8100 wants you to sign in with your Ethereum account:"
     );
     assert_eq!(lines[1], address);
-    assert_eq!((lines[2], lines[3]), ("", ""), "two blank lines, no statement");
+    assert_eq!(
+        (lines[2], lines[3]),
+        ("", ""),
+        "two blank lines, no statement"
+    );
     assert_eq!(lines[4], "URI: http://localhost:8100");
     assert_eq!(lines[5], "Version: 1");
     assert_eq!(lines[6], "Chain ID: 1");
@@ -303,7 +310,10 @@ async fn a_message_issued_by_another_server_is_refused() {
         // that is valid at ours, and relays the signature.
         let c = challenge(&phisher, &wallet, json!({})).await;
         let message = c["message"].as_str().unwrap();
-        assert!(message.starts_with("app-example.evil wants you"), "{message}");
+        assert!(
+            message.starts_with("app-example.evil wants you"),
+            "{message}"
+        );
         let relayed = body(&wallet, c["challenge"].as_str().unwrap(), message);
         assert_refused(
             &ours.post("/sign-in", relayed.clone()).await,
@@ -383,7 +393,10 @@ async fn a_message_that_differs_in_any_field_or_byte_is_refused() {
             "statement added",
             Box::new(|m: &str, _: &str| m.replacen("\n\n\nURI", "\n\nSign in\n\nURI", 1)),
         ),
-        ("trailing newline", Box::new(|m: &str, _: &str| format!("{m}\n"))),
+        (
+            "trailing newline",
+            Box::new(|m: &str, _: &str| format!("{m}\n")),
+        ),
         ("CRLF", Box::new(|m: &str, _: &str| m.replace('\n', "\r\n"))),
         (
             "last byte",
@@ -432,11 +445,17 @@ async fn a_message_that_differs_in_any_field_or_byte_is_refused() {
     // A Solana message presented as eip191 (and the reverse) never matches.
     let sol = Wallet::generate("solana");
     let c = challenge(&app, &sol, json!({})).await;
-    let mut b = body(&sol, c["challenge"].as_str().unwrap(), c["message"].as_str().unwrap());
+    let mut b = body(
+        &sol,
+        c["challenge"].as_str().unwrap(),
+        c["message"].as_str().unwrap(),
+    );
     b["algorithm"] = json!("Ed25519");
     b["address"] = json!(hex::encode(sol.public_key()));
     b["public_key"] = json!(hex::encode(sol.public_key()));
-    b["signature"] = json!(hex::encode(sol.sign(c["message"].as_str().unwrap().as_bytes())));
+    b["signature"] = json!(hex::encode(
+        sol.sign(c["message"].as_str().unwrap().as_bytes())
+    ));
     let r = app.post("/sign-in", b).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
 }
@@ -488,7 +507,12 @@ async fn the_high_s_twin_of_an_ethereum_signature_is_refused() {
         "signature verification failed",
     );
     assert_eq!(
-        wallet::verify(Algorithm::Eip191, &wallet.public_key(), message.as_bytes(), &twin),
+        wallet::verify(
+            Algorithm::Eip191,
+            &wallet.public_key(),
+            message.as_bytes(),
+            &twin
+        ),
         Err(wallet_auth::VerifyError::HighS)
     );
 }
@@ -561,12 +585,20 @@ async fn malformed_wallet_input_is_a_400_that_burns_nothing() {
         ),
     ];
     for (b, detail) in &cases {
-        assert_refused(&app.post("/sign-in", b.clone()).await, StatusCode::BAD_REQUEST, detail);
+        assert_refused(
+            &app.post("/sign-in", b.clone()).await,
+            StatusCode::BAD_REQUEST,
+            detail,
+        );
     }
     // Solana: a malformed address or signature.
     let sol = Wallet::generate("solana");
     let sc = challenge(&app, &sol, json!({})).await;
-    let sgood = body(&sol, sc["challenge"].as_str().unwrap(), sc["message"].as_str().unwrap());
+    let sgood = body(
+        &sol,
+        sc["challenge"].as_str().unwrap(),
+        sc["message"].as_str().unwrap(),
+    );
     for (field, value, detail) in [
         (
             "address",
@@ -586,11 +618,19 @@ async fn malformed_wallet_input_is_a_400_that_burns_nothing() {
     ] {
         let mut b = sgood.clone();
         b[field] = value;
-        assert_refused(&app.post("/sign-in", b).await, StatusCode::BAD_REQUEST, detail);
+        assert_refused(
+            &app.post("/sign-in", b).await,
+            StatusCode::BAD_REQUEST,
+            detail,
+        );
     }
     // /challenge refuses what cannot be an address of the algorithm.
     for (addr, alg, detail) in [
-        ("0x1234", "eip191", "invalid address for eip191: expected 0x and 40 hex digits"),
+        (
+            "0x1234",
+            "eip191",
+            "invalid address for eip191: expected 0x and 40 hex digits",
+        ),
         (
             "not-base58-0OIl",
             "solana",
@@ -603,9 +643,16 @@ async fn malformed_wallet_input_is_a_400_that_burns_nothing() {
         assert_refused(&r, StatusCode::BAD_REQUEST, detail);
     }
     let r = app
-        .post("/challenge", json!({ "address": address, "algorithm": "RSA" }))
+        .post(
+            "/challenge",
+            json!({ "address": address, "algorithm": "RSA" }),
+        )
         .await;
-    assert_refused(&r, StatusCode::BAD_REQUEST, "unsupported wallet algorithm: RSA");
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "unsupported wallet algorithm: RSA",
+    );
     // None of it burned the challenges.
     let s = app.post("/sign-in", good).await;
     assert_eq!(s.status, StatusCode::OK, "{}", s.body);
@@ -626,7 +673,11 @@ async fn wallet_algorithms_are_off_unless_enabled() {
                 }),
             )
             .await;
-        assert_refused(&r, StatusCode::BAD_REQUEST, "unsupported wallet algorithm: eip191");
+        assert_refused(
+            &r,
+            StatusCode::BAD_REQUEST,
+            "unsupported wallet algorithm: eip191",
+        );
     }
 }
 
@@ -683,10 +734,7 @@ async fn contract_wallets_need_a_verifier() {
             assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
             assert!(r.detail().contains("EIP-1271"), "{}", r.body);
             // An owner's EOA signature is not the contract's.
-            b["signature"] = json!(format!(
-                "0x{}",
-                hex::encode(owner.sign(message.as_bytes()))
-            ));
+            b["signature"] = json!(format!("0x{}", hex::encode(owner.sign(message.as_bytes()))));
             assert_refused(
                 &app.post("/sign-in", b).await,
                 StatusCode::UNAUTHORIZED,
@@ -733,7 +781,10 @@ fn eip191_known_answer() {
             .unwrap(),
     );
     assert_eq!(wallet.public_key(), address);
-    assert_eq!(wallet.address(), "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23");
+    assert_eq!(
+        wallet.address(),
+        "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23"
+    );
     // RFC 6979 signatures are deterministic: the same bytes as the JS wallets.
     let sig = wallet.sign(b"hello world");
     wallet::verify(Algorithm::Eip191, &address, b"hello world", &sig).unwrap();
@@ -758,7 +809,11 @@ fn eip55_checksum_examples() {
     ] {
         let bytes = eip191::parse_address(&want.to_lowercase()).unwrap();
         assert_eq!(eip191::checksum_address(&bytes), want);
-        assert_eq!(common::wallets::eip55(&bytes), want, "the test helper agrees");
+        assert_eq!(
+            common::wallets::eip55(&bytes),
+            want,
+            "the test helper agrees"
+        );
     }
 }
 
@@ -799,7 +854,10 @@ fn signatures_made_by_the_wallet_libraries_verify() {
         wallet::verify(Algorithm::Solana, &key, message.as_bytes(), &sig).unwrap();
     }
     assert_eq!(sol["parsed"]["chainId"], "mainnet");
-    assert!(message.contains(&format!("\nNonce: {}\n", sol["parsed"]["nonce"].as_str().unwrap())));
+    assert!(message.contains(&format!(
+        "\nNonce: {}\n",
+        sol["parsed"]["nonce"].as_str().unwrap()
+    )));
 }
 
 /// The Node script against a running standalone server: viem and
@@ -816,7 +874,13 @@ fn node_e2e_wallet_libraries_against_a_running_server() {
     if !node_ok {
         return missing_dependency(TEST, "node is not installed");
     }
-    for package in ["viem", "@spruceid/siwe-parser", "@solana/wallet-standard-util", "@noble/curves", "bs58"] {
+    for package in [
+        "viem",
+        "@spruceid/siwe-parser",
+        "@solana/wallet-standard-util",
+        "@noble/curves",
+        "bs58",
+    ] {
         if !root.join("node_modules").join(package).exists() {
             return missing_dependency(
                 TEST,
@@ -831,7 +895,10 @@ fn node_e2e_wallet_libraries_against_a_running_server() {
         dir.path(),
         &[],
         &[
-            ("SERVER_AUTH_SUPPORTED_WALLET_ALGORITHMS", "eip191,solana,Ed25519"),
+            (
+                "SERVER_AUTH_SUPPORTED_WALLET_ALGORITHMS",
+                "eip191,solana,Ed25519",
+            ),
             ("SERVER_AUTH_DOMAIN", domain),
             ("SERVER_AUTH_URI", uri),
             ("SERVER_AUTH_CHAIN_IDS", "1,8453"),
@@ -863,7 +930,10 @@ fn node_e2e_wallet_libraries_against_a_running_server() {
     assert_eq!(fields["version"], "1");
     assert_eq!(fields["chainId"], 8453);
     assert_eq!(fields["statement"], Value::Null);
-    assert_eq!(fields["address"], "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23");
+    assert_eq!(
+        fields["address"],
+        "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23"
+    );
     assert_eq!(eth["sub"], fields["address"]);
     let sol = &report["solana"];
     assert_eq!(sol["status"], 200);

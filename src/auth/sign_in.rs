@@ -231,12 +231,7 @@ impl WalletAuth {
         };
 
         let Wallet { id, key, signature } = wallet;
-        let Some(meta) = self
-            .inner
-            .challenges
-            .take(&id, &req.challenge)
-            .await?
-        else {
+        let Some(meta) = self.inner.challenges.take(&id, &req.challenge).await? else {
             return Err(Error::InvalidChallenge);
         };
         let now = self.inner.clock.now_secs();
@@ -299,10 +294,12 @@ impl WalletAuth {
     ) -> Result<(), Error> {
         // The EOA check first, on the CPU pool; what it refuses goes to the contract.
         let refused = self
-            .run_cpu(move || match eip191::verify(&address, &message, &signature) {
-                Ok(()) => None,
-                Err(_) => Some((address, message, signature)),
-            })
+            .run_cpu(
+                move || match eip191::verify(&address, &message, &signature) {
+                    Ok(()) => None,
+                    Err(_) => Some((address, message, signature)),
+                },
+            )
             .await?;
         let Some((address, message, signature)) = refused else {
             return Ok(());

@@ -248,10 +248,7 @@ mod tests {
         let mut high = [0u8; 65];
         high[..64].copy_from_slice(&twin.to_bytes());
         high[64] = if sig[64] == 27 { 28 } else { 27 };
-        assert_eq!(
-            verify(&address, b"sign in", &high),
-            Err(VerifyError::HighS)
-        );
+        assert_eq!(verify(&address, b"sign in", &high), Err(VerifyError::HighS));
         for v in [2u8, 3, 26, 29, 37, 38, 255] {
             let mut bad = sig;
             bad[64] = v;

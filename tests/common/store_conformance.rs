@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wallet_auth::{
-    ChallengeMeta, ChallengeStore, MintAuditStore, MintRecord, RevocationEntry, RevocationKind, RevocationStore,
+    ChallengeMeta, ChallengeStore, MintAuditStore, MintRecord, RevocationEntry, RevocationKind,
+    RevocationStore,
 };
 
 /// A store backend under test.
@@ -385,7 +386,13 @@ pub async fn challenge_keeps_its_meta(b: &dyn Backend) {
     let address = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
     let n = store.issue_with(address, TTL, meta).await.unwrap();
     let bare = store.issue(address, TTL).await.unwrap();
-    assert_eq!(store.take("0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed", &n).await.unwrap(), None);
+    assert_eq!(
+        store
+            .take("0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed", &n)
+            .await
+            .unwrap(),
+        None
+    );
     let back = store.take(address, &n).await.unwrap().expect("issued");
     assert_eq!(back, meta);
     assert_eq!(back.to_bytes(), bytes);

@@ -43,8 +43,16 @@ pub fn eip55(address: &[u8]) -> String {
     let hash = keccak256(lower.as_bytes());
     let mut out = String::from("0x");
     for (i, c) in lower.chars().enumerate() {
-        let nibble = if i % 2 == 0 { hash[i / 2] >> 4 } else { hash[i / 2] & 0x0f };
-        out.push(if nibble >= 8 { c.to_ascii_uppercase() } else { c });
+        let nibble = if i % 2 == 0 {
+            hash[i / 2] >> 4
+        } else {
+            hash[i / 2] & 0x0f
+        };
+        out.push(if nibble >= 8 {
+            c.to_ascii_uppercase()
+        } else {
+            c
+        });
     }
     out
 }
