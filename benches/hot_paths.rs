@@ -87,6 +87,7 @@ fn access_claims(now: u64) -> AccessClaims {
         role: "wallet".into(),
         algorithm: Some("Ed25519".into()),
         wallet_address: Some(id),
+        chain_id: None,
         session_id: None,
         agent_id: None,
         scope: None,

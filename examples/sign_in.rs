@@ -7,9 +7,21 @@
 //! ```
 //!
 //! Options: `--server URL` (default `http://127.0.0.1:8100`), `--algorithm`
-//! `ML-DSA-65` | `Ed25519` | `secp256k1` (default `ML-DSA-65`), `--key FILE`
-//! (a 32-byte seed in hex; created if missing, so the same wallet signs in
-//! again), `--refresh` (also exchange the refresh token once).
+//! `ML-DSA-65` | `Ed25519` | `secp256k1` | `eip191` | `solana` (default
+//! `ML-DSA-65`), `--key FILE` (a 32-byte seed in hex; created if missing, so
+//! the same wallet signs in again), `--message` (a pico algorithm signs the
+//! domain-bound message instead of the bare nonce; `eip191` and `solana`
+//! always do), `--refresh` (also exchange the refresh token once).
+//!
+//! `eip191` signs the EIP-4361 message as an Ethereum wallet's
+//! `personal_sign` does, `solana` the Sign-In With Solana message as a
+//! Solana wallet's `signMessage` does; the server must list them in
+//! `supported_wallet_algorithms`:
+//!
+//! ```text
+//! SERVER_AUTH_SUPPORTED_WALLET_ALGORITHMS=eip191,solana cargo run --example standalone
+//! cargo run --example sign_in -- --algorithm eip191
+//! ```
 
 #[path = "../tests/common/wallets.rs"]
 mod wallets;
@@ -18,7 +30,8 @@ use base64::Engine;
 use serde_json::{json, Value};
 use wallets::Wallet;
 
-const USAGE: &str = "usage: sign_in [--server URL] [--algorithm ALG] [--key FILE] [--refresh]";
+const USAGE: &str =
+    "usage: sign_in [--server URL] [--algorithm ALG] [--key FILE] [--message] [--refresh]";
 
 fn claims(token: &str) -> Value {
     let payload = token.split('.').nth(1).unwrap_or_default();
@@ -63,10 +76,11 @@ async fn post(
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (mut server, mut algorithm, mut key, mut refresh) = (
+    let (mut server, mut algorithm, mut key, mut refresh, mut sign_message) = (
         "http://127.0.0.1:8100".to_string(),
         "ML-DSA-65".to_string(),
         None,
+        false,
         false,
     );
     let mut args = std::env::args().skip(1);
@@ -76,10 +90,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--algorithm" => algorithm = args.next().ok_or(USAGE)?,
             "--key" => key = Some(args.next().ok_or(USAGE)?),
             "--refresh" => refresh = true,
+            "--message" => sign_message = true,
             _ => return Err(USAGE.into()),
         }
     }
     let base = format!("{}/api/v1/auth", server.trim_end_matches('/'));
+    if !["ML-DSA-65", "Ed25519", "secp256k1", "eip191", "solana"].contains(&algorithm.as_str()) {
+        return Err(format!("unknown algorithm {algorithm:?}\n{USAGE}").into());
+    }
+    let account = algorithm == "eip191" || algorithm == "solana";
+    let sign_message = sign_message || account;
     let wallet = Wallet::from_seed(&algorithm, load_seed(key.as_deref())?);
     let address = wallet.address();
     println!(
@@ -87,13 +107,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         wallet.algorithm(),
         wallet.public_key().len()
     );
-    println!("address  {}…", &address[..address.len().min(32)]);
+    println!("address  {}…", &address[..address.len().min(44)]);
 
     let client = reqwest::Client::new();
     let challenge = post(
         &client,
         format!("{base}/challenge"),
-        json!({ "address": address }),
+        json!({ "address": address, "algorithm": wallet.algorithm() }),
     )
     .await?;
     let nonce = challenge["challenge"]
@@ -101,14 +121,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok_or("no challenge in reply")?;
     println!("challenge {nonce} (ttl {}s)", challenge["ttl"]);
 
-    let signature = wallet.sign(nonce.as_bytes());
-    let body = json!({
+    let mut body = json!({
         "address": address,
-        "public_key": hex::encode(wallet.public_key()),
-        "signature": hex::encode(&signature),
         "challenge": nonce,
         "algorithm": wallet.algorithm(),
     });
+    let signed = if sign_message {
+        let message = challenge["message"].as_str().ok_or("no message in reply")?;
+        println!("\nsigning the message:\n{message}\n");
+        body["message"] = json!(message);
+        message
+    } else {
+        nonce
+    };
+    let signature = wallet.sign(signed.as_bytes());
+    body["signature"] = match wallet.algorithm() {
+        "eip191" => json!(format!("0x{}", hex::encode(&signature))),
+        "solana" => json!(bs58::encode(&signature).into_string()),
+        _ => json!(hex::encode(&signature)),
+    };
+    if !account {
+        body["public_key"] = json!(hex::encode(wallet.public_key()));
+    }
     let tokens = post(&client, format!("{base}/sign-in"), body).await?;
     let access = tokens["access_token"].as_str().ok_or("no access_token")?;
     println!("\naccess_token  {access}\n");

@@ -72,6 +72,8 @@ enum Kind {
     Count,
     /// A comma-separated list, or a JSON array of strings.
     List,
+    /// A comma-separated list, or a JSON array, of non-negative integers.
+    CountList,
 }
 
 /// Every `AuthConfig` field and its type: the one table the environment
@@ -110,6 +112,11 @@ const FIELDS: &[(&str, Kind)] = &[
     ("trusted_proxies", Kind::List),
     ("session_max_days", Kind::Count),
     ("allow_memory_revocations", Kind::Bool),
+    ("domain", Kind::Text),
+    ("uri", Kind::Text),
+    ("statement", Kind::Text),
+    ("chain_ids", Kind::CountList),
+    ("require_signed_message", Kind::Bool),
 ];
 
 const ENV_PREFIX: &str = "SERVER_AUTH_";
@@ -152,6 +159,22 @@ fn from_text(what: &str, kind: Kind, raw: &str) -> Result<Value, String> {
                 .map(|s| Value::String(s.into()))
                 .collect(),
         ),
+        Kind::CountList => {
+            let items = raw
+                .trim()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    s.parse::<u64>()
+                        .map(Value::from)
+                        .map_err(|_| format!("{what}: {s:?} is not a non-negative integer"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Value::Array(items)
+        }
     })
 }
 
@@ -171,6 +194,20 @@ fn from_yaml(what: &str, kind: Kind, value: Value) -> Result<Option<Value>, Stri
             Ok(Some(Value::Array(items)))
         }
         (Kind::List, _) => wrong("a list of strings"),
+        (Kind::CountList, Value::Array(items)) => items
+            .into_iter()
+            .map(|item| match item {
+                Value::Number(n) if n.as_u64().is_some() => Ok(Value::Number(n)),
+                Value::String(s) => s
+                    .trim()
+                    .parse::<u64>()
+                    .map(Value::from)
+                    .map_err(|_| format!("{what}: {s:?} is not a non-negative integer")),
+                _ => Err(format!("{what} must be a list of non-negative integers")),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(|items| Some(Value::Array(items))),
+        (Kind::CountList, _) => wrong("a list of non-negative integers"),
         (Kind::Text | Kind::OptionalText, _) => wrong("a string"),
     }
 }
@@ -523,6 +560,9 @@ mod tests {
                 Kind::Bool => default.is_boolean(),
                 Kind::Count => default.is_u64(),
                 Kind::List => default.is_array(),
+                Kind::CountList => default
+                    .as_array()
+                    .is_some_and(|items| items.iter().all(Value::is_u64)),
                 Kind::Text => default.is_string(),
                 Kind::OptionalText => default.is_null() || default.is_string(),
             };
@@ -542,6 +582,7 @@ mod tests {
             Kind::Bool => "yes",
             Kind::Count => "7",
             Kind::List => "a, b",
+            Kind::CountList => "7, 8",
         };
         let vars: Vec<(String, &str)> = FIELDS
             .iter()

@@ -102,6 +102,22 @@ pub struct AuthConfig {
     /// memory (a restart then forgets every revocation and re-arms every
     /// used refresh token). Off: `build()` refuses that combination.
     pub allow_memory_revocations: bool,
+    /// The `domain` every sign-in message names (SPEC 9): the site a wallet
+    /// shows and checks. Empty (the default): the issuer's host[:port]. An
+    /// RFC 3986 authority, as EIP-4361 requires.
+    pub domain: String,
+    /// The `URI:` of every sign-in message. Empty (the default): the issuer.
+    pub uri: String,
+    /// One line shown to the user in every sign-in message; empty for none.
+    /// EIP-4361's grammar applies: ASCII letters, digits, spaces and
+    /// `-._~:/?#[]@!$&'()*+,;=` (a line break or `"` is a start-up error).
+    pub statement: String,
+    /// EIP-155 chain ids an `eip191` challenge may name (SPEC 9); the first
+    /// is the default. At least one, each 1 to 2^53 - 1.
+    pub chain_ids: Vec<u64>,
+    /// Refuses sign-ins that sign the bare nonce: every `/sign-in` must
+    /// present the issued `message` (SPEC 9).
+    pub require_signed_message: bool,
 }
 
 impl Default for AuthConfig {
@@ -143,6 +159,11 @@ impl Default for AuthConfig {
             trusted_proxies: Vec::new(),
             session_max_days: 30,
             allow_memory_revocations: false,
+            domain: String::new(),
+            uri: String::new(),
+            statement: String::new(),
+            chain_ids: vec![1],
+            require_signed_message: false,
         }
     }
 }
@@ -259,8 +280,37 @@ impl AuthConfig {
                 "roles must not be empty",
             ));
         }
+        crate::message::MessageSettings::from_config(self)?;
+        self.check_chain_ids()?;
         self.check_roles()?;
         self.check_fleet_secret()
+    }
+
+    /// `chain_ids`: at least one, distinct, each a chain id a JavaScript
+    /// wallet can name exactly (1 to 2^53 - 1).
+    fn check_chain_ids(&self) -> Result<(), ConfigError> {
+        const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+        if self.chain_ids.is_empty() {
+            return Err(ConfigError::invalid(
+                "chain_ids",
+                "must name at least one chain id",
+            ));
+        }
+        for (i, id) in self.chain_ids.iter().enumerate() {
+            if *id == 0 || *id > MAX_SAFE_INTEGER {
+                return Err(ConfigError::invalid(
+                    "chain_ids",
+                    format!("{id} is not a chain id (1 to 2^53 - 1)"),
+                ));
+            }
+            if self.chain_ids[..i].contains(id) {
+                return Err(ConfigError::invalid(
+                    "chain_ids",
+                    format!("{id} is listed twice"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The distinct wallet algorithms of `supported_wallet_algorithms`, in
@@ -275,7 +325,7 @@ impl AuthConfig {
             let alg: Algorithm = name.parse().map_err(|_| {
                 ConfigError::invalid(
                     "supported_wallet_algorithms",
-                    format!("unknown algorithm {name:?} (known: ML-DSA-65, Ed25519, secp256k1)"),
+                    format!("unknown algorithm {name:?} (known: ML-DSA-65, Ed25519, secp256k1, eip191, solana)"),
                 )
             })?;
             if !algorithms.contains(&alg) {
@@ -606,6 +656,36 @@ mod tests {
         };
         config.validate().unwrap();
         assert_eq!(config.wallet_algorithms().unwrap(), [Algorithm::Ed25519]);
+    }
+
+    #[test]
+    fn sign_in_message_settings_are_checked_at_start_up() {
+        type Change = fn(&mut AuthConfig);
+        let cases: &[(Change, &str)] = &[
+            (|c| c.statement = "line\nbreak".into(), "statement"),
+            (|c| c.statement = "a \"quote\"".into(), "statement"),
+            (|c| c.domain = "evil.example\n".into(), "domain"),
+            (|c| c.uri = "not a uri".into(), "uri"),
+            (|c| c.chain_ids = vec![], "chain_ids"),
+            (|c| c.chain_ids = vec![0], "chain_ids"),
+            (|c| c.chain_ids = vec![1, 137, 1], "chain_ids"),
+            (|c| c.chain_ids = vec![1 << 53], "chain_ids"),
+        ];
+        for (i, (change, field)) in cases.iter().enumerate() {
+            let mut config = AuthConfig::default();
+            change(&mut config);
+            assert_eq!(refused(&config), *field, "case {i}");
+        }
+        AuthConfig {
+            statement: "Sign in to Example".into(),
+            domain: "app.example.com".into(),
+            uri: "https://app.example.com/login".into(),
+            chain_ids: vec![8453, 1, (1 << 53) - 1],
+            supported_wallet_algorithms: vec!["eip191".into(), "solana".into()],
+            ..AuthConfig::default()
+        }
+        .validate()
+        .unwrap();
     }
 
     #[test]

@@ -102,6 +102,41 @@ pub enum Error {
         /// The algorithm.
         algorithm: &'static str,
     },
+    /// An `eip191` or `solana` address that does not parse (SPEC 9).
+    #[error("invalid address for {algorithm}: {reason}")]
+    MalformedAddress {
+        /// The algorithm.
+        algorithm: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An `eip191` challenge naming a chain id outside `chain_ids`.
+    #[error("chain id not allowed: {0}")]
+    ChainIdNotAllowed(u64),
+    /// An `eip191` or `solana` signature of the wrong length or encoding,
+    /// or an `eip191` `v` that is not 27, 28, 0 or 1.
+    #[error("invalid signature for {algorithm}: {reason}")]
+    MalformedSignature {
+        /// The algorithm.
+        algorithm: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A sign-in without the `message` its algorithm (or
+    /// `require_signed_message`) requires.
+    #[error("message required: {0}")]
+    MessageRequired(&'static str),
+    /// The presented `message` is not, byte for byte, the one issued with
+    /// the challenge (or it has expired).
+    #[error("message does not match the issued challenge")]
+    MessageMismatch,
+    /// An `eip191` signature not made by the address's key, with no
+    /// [`ContractWalletVerifier`](crate::ContractWalletVerifier) to ask.
+    #[error(
+        "signature verification failed: not signed by the key of this address, \
+         and contract-wallet (EIP-1271) signatures are not verified by this server"
+    )]
+    ContractWalletUnsupported,
     /// Challenge unknown, expired, used, or for another address.
     #[error("invalid or expired challenge")]
     InvalidChallenge,

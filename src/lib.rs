@@ -45,6 +45,7 @@ mod hexcodec;
 pub mod http;
 pub mod jsonl;
 pub mod limit;
+mod message;
 pub mod password;
 pub mod revocation;
 #[cfg(feature = "redis")]
@@ -55,11 +56,12 @@ pub mod wallet;
 mod work;
 
 pub use audit::{JsonlMintAuditStore, MemoryMintAuditStore, MintAuditStore, MintRecord};
+pub use auth::{ChallengeRequest, IssuedChallenge, MAX_MESSAGE_LEN};
 pub use auth::{
     FleetRequest, FleetSession, Gate, MintView, RevokedJtis, SignInRequest, SignInResponse,
     TokenPair, WalletAuth, WalletAuthBuilder, MAX_ADDRESS_LEN,
 };
-pub use challenge::{ChallengeStore, MemoryChallengeStore};
+pub use challenge::{ChallengeMeta, ChallengeStore, MemoryChallengeStore};
 pub use config::AuthConfig;
 pub use error::{ConfigError, Error, StoreError};
 pub use revocation::{
@@ -70,7 +72,7 @@ pub use store_redis::{
     RedisChallengeStore, RedisMintAuditStore, RedisOptions, RedisRevocationStore, RedisStores,
 };
 pub use token::{AccessClaims, Jwk, RefreshClaims, SigningKey, TokenError};
-pub use wallet::{Algorithm, VerifyError};
+pub use wallet::{Algorithm, ContractWalletVerifier, VerifyError};
 
 /// Installs jsonwebtoken's aws-lc crypto provider for this process. Called by
 /// [`WalletAuthBuilder::build`]; harmless when a provider is already installed.

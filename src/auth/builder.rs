@@ -11,9 +11,11 @@ use crate::audit::MintAuditStore;
 use crate::challenge::{ChallengeStore, MemoryChallengeStore};
 use crate::clock::{SharedClock, SystemClock};
 use crate::limit::{RateLimits, TrustedProxies};
+use crate::message::MessageSettings;
 use crate::password::{AdminLogin, LoginLimits};
 use crate::revocation::RevocationStore;
 use crate::token::{Jwk, SigningKey, TokenService};
+use crate::wallet::ContractWalletVerifier;
 use crate::work::CpuLimiter;
 use crate::{AuthConfig, ConfigError};
 
@@ -30,6 +32,7 @@ pub struct WalletAuthBuilder {
     sweep_interval: Duration,
     cpu_limits: Option<(usize, usize)>,
     login_limits: LoginLimits,
+    contract_wallets: Option<Arc<dyn ContractWalletVerifier>>,
 }
 
 impl WalletAuth {
@@ -46,6 +49,7 @@ impl WalletAuth {
             sweep_interval: Duration::from_secs(5),
             cpu_limits: None,
             login_limits: LoginLimits::default(),
+            contract_wallets: None,
         }
     }
 }
@@ -113,6 +117,16 @@ impl WalletAuthBuilder {
         self
     }
 
+    /// Verifies smart-contract wallets' `eip191` signatures (EIP-1271) with
+    /// `verifier`. Without one, only externally owned accounts sign in.
+    pub fn with_contract_wallet_verifier(
+        mut self,
+        verifier: Arc<dyn ContractWalletVerifier>,
+    ) -> Self {
+        self.contract_wallets = Some(verifier);
+        self
+    }
+
     /// Checks the configuration, loads keys and opens stores.
     ///
     /// Starts the background sweep of expired challenges (every
@@ -134,6 +148,7 @@ impl WalletAuthBuilder {
         #[cfg(feature = "redis")]
         crate::store_redis::RedisTls::from_config(&config)?;
         let algorithms = config.wallet_algorithms()?;
+        let messages = MessageSettings::from_config(&config)?;
         let clock: SharedClock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
 
         let persistent_key = self.signing_key.is_some()
@@ -257,6 +272,8 @@ impl WalletAuthBuilder {
             password_version,
             limits,
             sweeper: Sweeper::new(self.sweep_interval),
+            messages,
+            contract_wallets: self.contract_wallets,
         });
         inner.sweeper.ensure_started(&inner);
         Ok(WalletAuth { inner })

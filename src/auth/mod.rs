@@ -6,7 +6,7 @@
 //! | file            | methods |
 //! |-----------------|---------|
 //! | `builder.rs`    | [`WalletAuth::builder`], [`WalletAuthBuilder`], the config checks |
-//! | `sign_in.rs`    | [`WalletAuth::issue_challenge`], [`WalletAuth::sign_in`] |
+//! | `sign_in.rs`    | [`WalletAuth::challenge`], [`WalletAuth::issue_challenge`], [`WalletAuth::sign_in`] |
 //! | `refresh.rs`    | [`WalletAuth::refresh`] (one-time rotation, family revocation) |
 //! | `login.rs`      | [`WalletAuth::login`] (the bootstrap admin's password) |
 //! | `fleet.rs`      | [`WalletAuth::check_fleet_secret`], [`WalletAuth::mint_fleet_session`] |
@@ -45,7 +45,9 @@ pub use self::fleet::{FleetRequest, FleetSession};
 pub use self::gate::Gate;
 pub use self::mint::TokenPair;
 pub use self::revocation::{MintView, RevokedJtis};
-pub use self::sign_in::{SignInRequest, SignInResponse};
+pub use self::sign_in::{
+    ChallengeRequest, IssuedChallenge, SignInRequest, SignInResponse, MAX_MESSAGE_LEN,
+};
 
 /// Longest accepted `address` (an ML-DSA-65 wallet id is 3,904 characters).
 pub const MAX_ADDRESS_LEN: usize = 8192;
@@ -76,6 +78,10 @@ pub(crate) struct Inner {
     password_version: Option<String>,
     limits: RateLimits,
     sweeper: sweeper::Sweeper,
+    /// The configured parts of the sign-in messages (SPEC 9).
+    messages: crate::message::MessageSettings,
+    /// The embedding app's EIP-1271 verifier, if any.
+    contract_wallets: Option<Arc<dyn crate::wallet::ContractWalletVerifier>>,
 }
 
 /// The wallet-auth service: configuration, stores and keys behind one `Arc`.

@@ -84,7 +84,7 @@ mod tests {
     use async_trait::async_trait;
     use tokio::sync::mpsc;
 
-    use crate::challenge::{ChallengeStore, MemoryChallengeStore};
+    use crate::challenge::{ChallengeMeta, ChallengeStore, MemoryChallengeStore};
     use crate::{AuthConfig, SigningKey, StoreError, WalletAuth};
 
     /// A memory store that reports each sweep on a channel.
@@ -95,11 +95,20 @@ mod tests {
 
     #[async_trait]
     impl ChallengeStore for Watched {
-        async fn issue(&self, address: &str, ttl: Duration) -> Result<String, StoreError> {
-            self.store.issue(address, ttl).await
+        async fn issue_with(
+            &self,
+            address: &str,
+            ttl: Duration,
+            meta: ChallengeMeta,
+        ) -> Result<String, StoreError> {
+            self.store.issue_with(address, ttl, meta).await
         }
-        async fn consume(&self, address: &str, nonce: &str) -> Result<bool, StoreError> {
-            self.store.consume(address, nonce).await
+        async fn take(
+            &self,
+            address: &str,
+            nonce: &str,
+        ) -> Result<Option<ChallengeMeta>, StoreError> {
+            self.store.take(address, nonce).await
         }
         async fn purge_expired(&self) -> Result<usize, StoreError> {
             let _ = self.sweeps.send(());

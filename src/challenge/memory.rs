@@ -8,14 +8,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use dashmap::DashMap;
 
-use super::{challenge_key, parse_nonce, ChallengeStore};
+use super::{challenge_key, parse_nonce, ChallengeMeta, ChallengeStore};
 use crate::clock::{SharedClock, SystemClock};
 use crate::StoreError;
 
 /// Challenges in memory, any number per address: one entry per challenge,
 /// keyed by [`challenge_key`] (SHA-256 of the address and the nonce) with its
-/// expiry as the value, so 40 bytes of key and value per challenge whatever
-/// the address length, and no nonce kept at all. Bounded by a cap on the
+/// expiry and its [`ChallengeMeta`] as the value, so 64 bytes of key and
+/// value per challenge whatever the address length, and no nonce (nor
+/// message) kept at all. Bounded by a cap on the
 /// number of outstanding challenges. Expired entries are removed by
 /// [`purge_expired`](ChallengeStore::purge_expired), which
 /// [`crate::WalletAuth`] runs from a background task.
@@ -23,8 +24,8 @@ use crate::StoreError;
 /// A consume looks up the key of (address, presented nonce): a nonce that
 /// was not issued to the address finds nothing and removes nothing.
 pub struct MemoryChallengeStore {
-    /// challenge key -> expiry, milliseconds since the epoch.
-    map: DashMap<[u8; 32], u64, DigestHash>,
+    /// challenge key -> (expiry in milliseconds since the epoch, meta).
+    map: DashMap<[u8; 32], (u64, ChallengeMeta), DigestHash>,
     /// Entries in `map`, kept beside it so the cap check on `issue` reads
     /// one atomic instead of locking every shard for `DashMap::len`.
     count: AtomicUsize,
@@ -104,7 +105,12 @@ impl Hasher for DigestHasher {
 
 #[async_trait]
 impl ChallengeStore for MemoryChallengeStore {
-    async fn issue(&self, address: &str, ttl: Duration) -> Result<String, StoreError> {
+    async fn issue_with(
+        &self,
+        address: &str,
+        ttl: Duration,
+        meta: ChallengeMeta,
+    ) -> Result<String, StoreError> {
         // Take a slot first: of concurrent issuers at the cap, none overshoots.
         if self.count.fetch_add(1, Ordering::AcqRel) >= self.cap {
             self.count.fetch_sub(1, Ordering::AcqRel);
@@ -125,7 +131,7 @@ impl ChallengeStore for MemoryChallengeStore {
         // the slot taken above would be counted twice, so give it back.
         if self
             .map
-            .insert(challenge_key(address, &nonce), expires_at_ms)
+            .insert(challenge_key(address, &nonce), (expires_at_ms, meta))
             .is_some()
         {
             self.count.fetch_sub(1, Ordering::AcqRel);
@@ -133,24 +139,25 @@ impl ChallengeStore for MemoryChallengeStore {
         Ok(crate::hexcodec::encode(&nonce))
     }
 
-    async fn consume(&self, address: &str, nonce: &str) -> Result<bool, StoreError> {
+    async fn take(&self, address: &str, nonce: &str) -> Result<Option<ChallengeMeta>, StoreError> {
         // Only 64 lowercase hex characters were ever issued.
         let Some(nonce) = parse_nonce(nonce) else {
-            return Ok(false);
+            return Ok(None);
         };
         // `remove` is the atomic step: of concurrent callers only one gets
         // the entry. An expired one goes too (it was dead anyway).
-        let Some((_, expires_at_ms)) = self.map.remove(&challenge_key(address, &nonce)) else {
-            return Ok(false);
+        let Some((_, (expires_at_ms, meta))) = self.map.remove(&challenge_key(address, &nonce))
+        else {
+            return Ok(None);
         };
         self.count.fetch_sub(1, Ordering::AcqRel);
-        Ok(self.clock.now_millis() < expires_at_ms)
+        Ok((self.clock.now_millis() < expires_at_ms).then_some(meta))
     }
 
     async fn purge_expired(&self) -> Result<usize, StoreError> {
         let now = self.clock.now_millis();
         let mut purged = 0usize;
-        self.map.retain(|_, expires_at_ms| {
+        self.map.retain(|_, (expires_at_ms, _)| {
             let keep = *expires_at_ms > now;
             purged += usize::from(!keep);
             keep
@@ -211,6 +218,25 @@ mod tests {
         assert!(!store.consume("a", &a1).await.unwrap());
         assert!(store.consume("b", &b).await.unwrap());
         assert!(store.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_meta_comes_back_once_and_not_after_expiry() {
+        let clock = ManualClock::new(1_000_000);
+        let store = MemoryChallengeStore::with_clock(10, Arc::new(clock.clone()));
+        let meta = ChallengeMeta::new(crate::message::Layout::Solana, 1_000, 60, 0);
+        let n = store.issue_with("s", TTL, meta).await.unwrap();
+        assert_eq!(store.take("t", &n).await.unwrap(), None, "another address");
+        assert_eq!(store.take("s", &n).await.unwrap(), Some(meta));
+        assert_eq!(store.take("s", &n).await.unwrap(), None);
+        let bare = store.issue("s", TTL).await.unwrap();
+        assert_eq!(
+            store.take("s", &bare).await.unwrap(),
+            Some(ChallengeMeta::default())
+        );
+        let late = store.issue_with("s", TTL, meta).await.unwrap();
+        clock.advance(TTL);
+        assert_eq!(store.take("s", &late).await.unwrap(), None);
     }
 
     #[tokio::test]

@@ -17,11 +17,17 @@ impl Error {
             | Error::UnsupportedAlgorithm(_)
             | Error::MalformedWalletInput { .. }
             | Error::AddressMismatch
+            | Error::MalformedAddress { .. }
+            | Error::ChainIdNotAllowed(_)
+            | Error::MalformedSignature { .. }
+            | Error::MessageRequired(_)
             | Error::RefreshRequired
             | Error::FieldRequired(_)
             | Error::JtiRequired
             | Error::ExpInPast => StatusCode::BAD_REQUEST,
             Error::InvalidChallenge
+            | Error::MessageMismatch
+            | Error::ContractWalletUnsupported
             | Error::SignatureFailed(_)
             | Error::RefreshExpired
             | Error::RefreshInvalid(_)

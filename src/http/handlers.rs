@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::extract::{Bearer, ClientIp, JsonObject};
 use super::routes::EdgeState;
-use crate::auth::{FleetRequest, Gate, SignInRequest};
+use crate::auth::{ChallengeRequest, FleetRequest, Gate, SignInRequest};
 use crate::Error;
 
 fn json_bytes(body: bytes::Bytes) -> Response {
@@ -40,8 +40,27 @@ pub(super) async fn challenge(
         Some(serde_json::Value::String(s)) => s.as_str(),
         _ => return Err(Error::AddressRequired),
     };
-    let (challenge, ttl) = edge.auth.issue_challenge(address).await?;
-    Ok(Json(json!({ "challenge": challenge, "ttl": ttl })).into_response())
+    // `algorithm` and `chain_id` are optional here (SPEC 9); a null is absent.
+    let algorithm = match body.0.get("algorithm") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) => Some(s.as_str()),
+        Some(other) => return Err(Error::unsupported_algorithm(&other.to_string())),
+    };
+    let chain_id = match body.int("chain_id")? {
+        None => None,
+        Some(id) => Some(
+            u64::try_from(id)
+                .ok()
+                .filter(|id| *id > 0)
+                .ok_or_else(|| Error::BadRequest("chain_id must be a positive integer".into()))?,
+        ),
+    };
+    let req = ChallengeRequest {
+        address,
+        algorithm,
+        chain_id,
+    };
+    Ok(Json(edge.auth.challenge(req).await?).into_response())
 }
 
 pub(super) async fn sign_in(
@@ -54,6 +73,7 @@ pub(super) async fn sign_in(
         signature: body.str_or_empty("signature")?,
         challenge: body.str_or_empty("challenge")?,
         algorithm: algorithm_field(&body)?,
+        message: body.str("message")?,
     };
     Ok(Json(edge.auth.sign_in(req).await?).into_response())
 }

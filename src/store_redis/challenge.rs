@@ -1,5 +1,5 @@
 //! Challenges in Redis: one string key per challenge with a native TTL,
-//! consumed by one `DEL`.
+//! holding its [`ChallengeMeta`], taken by one `GETDEL`.
 
 use std::time::Duration;
 
@@ -7,20 +7,23 @@ use ::redis::aio::ConnectionManager;
 use async_trait::async_trait;
 
 use super::{timed, RedisOptions};
-use crate::challenge::{challenge_key, parse_nonce, ChallengeStore};
+use crate::challenge::{challenge_key, parse_nonce, ChallengeMeta, ChallengeStore};
 use crate::StoreError;
 
 /// Challenges shared by every instance using the same Redis and key prefix.
 ///
 /// - One key per challenge, `{prefix}ch:{hex challenge_key(address, nonce)}`
-///   (the SHA-256 of the address and the nonce), value `1`, set with
-///   `SET .. PX ttl NX`. An address may have any number outstanding; issuing
-///   one never touches another, and expiry is Redis's.
-/// - `consume` is one `DEL` of the key of (address, presented nonce), and
-///   succeeds when it answers 1: of any number of concurrent calls, on any
-///   instances, exactly one deletes the key. A nonce that was not issued to
-///   the address names a key that does not exist, so it deletes nothing.
-///   Redis never holds the nonce itself, only its digest.
+///   (the SHA-256 of the address and the nonce), value the 21 bytes of its
+///   [`ChallengeMeta`], set with `SET .. PX ttl NX`. An address may have any
+///   number outstanding; issuing one never touches another, and expiry is
+///   Redis's.
+/// - `take` is one `GETDEL` (Redis 6.2 or later) of the key of (address,
+///   presented nonce): of any number of concurrent calls, on any instances,
+///   exactly one gets the value. A nonce that was not issued to the address
+///   names a key that does not exist, so it deletes nothing. Redis never
+///   holds the nonce itself, only its digest, nor the message, only what
+///   rebuilds it. A value written before the meta was kept (`1`) reads as a
+///   challenge issued without a message.
 /// - `challenge_max_outstanding` is not counted here: each challenge lives at
 ///   most `challenge_ttl_seconds`, the per-IP rate limit bounds how many one
 ///   client can have, and the bound on their number is Redis's `maxmemory`.
@@ -62,7 +65,12 @@ impl RedisChallengeStore {
 
 #[async_trait]
 impl ChallengeStore for RedisChallengeStore {
-    async fn issue(&self, address: &str, ttl: Duration) -> Result<String, StoreError> {
+    async fn issue_with(
+        &self,
+        address: &str,
+        ttl: Duration,
+        meta: ChallengeMeta,
+    ) -> Result<String, StoreError> {
         let mut nonce = [0u8; 32];
         getrandom::fill(&mut nonce)
             .map_err(|e| StoreError::Unavailable(format!("random source: {e}")))?;
@@ -74,7 +82,7 @@ impl ChallengeStore for RedisChallengeStore {
             self.op_timeout,
             ::redis::cmd("SET")
                 .arg(self.key(address, &nonce))
-                .arg(1)
+                .arg(&meta.to_bytes()[..])
                 .arg("PX")
                 .arg(ms)
                 .arg("NX")
@@ -87,22 +95,22 @@ impl ChallengeStore for RedisChallengeStore {
         Ok(crate::hexcodec::encode(&nonce))
     }
 
-    async fn consume(&self, address: &str, nonce: &str) -> Result<bool, StoreError> {
+    async fn take(&self, address: &str, nonce: &str) -> Result<Option<ChallengeMeta>, StoreError> {
         // Only 64 lowercase hex characters were ever issued: anything else
         // costs no round trip.
         let Some(nonce) = parse_nonce(nonce) else {
-            return Ok(false);
+            return Ok(None);
         };
         let mut conn = self.conn.clone();
-        // DEL is the atomic step; never a GET followed by a DEL. An expired
-        // key is gone already, so 1 also means "within its TTL".
-        let deleted: u64 = timed(
+        // GETDEL is the atomic step; never a GET followed by a DEL. An
+        // expired key is gone already, so a value also means "within its TTL".
+        let value: Option<Vec<u8>> = timed(
             self.op_timeout,
-            ::redis::cmd("DEL")
+            ::redis::cmd("GETDEL")
                 .arg(self.key(address, &nonce))
                 .query_async(&mut conn),
         )
         .await?;
-        Ok(deleted == 1)
+        Ok(value.map(|v| ChallengeMeta::from_bytes(&v).unwrap_or_default()))
     }
 }

@@ -26,6 +26,9 @@ pub struct AccessClaims {
     /// Wallet id (wallet tokens).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wallet_address: Option<String>,
+    /// EIP-155 chain id an `eip191` wallet signed in on (SPEC 9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_id: Option<u64>,
     /// Fleet session id (fleet tokens).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
@@ -104,6 +107,7 @@ impl AccessClaims {
             role: role.to_string(),
             algorithm: None,
             wallet_address: None,
+            chain_id: None,
             session_id: None,
             agent_id: None,
             scope: None,

@@ -4,14 +4,23 @@
 //! signature). Lengths and encodings are checked by [`check_encoding`] before
 //! any curve or lattice arithmetic, so a malformed request can be refused
 //! before its challenge is consumed.
+//!
+//! `eip191` and `solana` are the wallets people hold (SPEC 9): an Ethereum
+//! account's "public key" here is its 20-byte address (the key is
+//! recovered from the signature), a Solana account's is the 32-byte
+//! Ed25519 key its base58 address spells.
 
+mod contract;
 mod ed25519;
+pub mod eip191;
 mod mldsa;
 mod secp256k1;
+pub mod solana;
 
 use std::fmt;
 use std::str::FromStr;
 
+pub use self::contract::ContractWalletVerifier;
 pub use self::ed25519::verify as verify_ed25519;
 pub use self::mldsa::verify as verify_ml_dsa_65;
 pub use self::secp256k1::verify as verify_secp256k1;
@@ -26,19 +35,43 @@ pub enum Algorithm {
     Ed25519,
     /// ECDSA over secp256k1 with SHA-256, DER signatures, low-S only.
     Secp256k1,
+    /// Ethereum accounts: EIP-191 `personal_sign` over an EIP-4361
+    /// (Sign-In with Ethereum) message, by key recovery, low-S only.
+    Eip191,
+    /// Solana accounts: Ed25519 over a Sign-In With Solana message.
+    Solana,
 }
 
 impl Algorithm {
     /// Every algorithm the crate can verify.
-    pub const ALL: [Algorithm; 3] = [Algorithm::MlDsa65, Algorithm::Ed25519, Algorithm::Secp256k1];
+    pub const ALL: [Algorithm; 5] = [
+        Algorithm::MlDsa65,
+        Algorithm::Ed25519,
+        Algorithm::Secp256k1,
+        Algorithm::Eip191,
+        Algorithm::Solana,
+    ];
 
-    /// The wire name (`"ML-DSA-65"`, `"Ed25519"`, `"secp256k1"`).
+    /// The wire name (`"ML-DSA-65"`, `"Ed25519"`, `"secp256k1"`, `"eip191"`,
+    /// `"solana"`).
     pub fn as_str(self) -> &'static str {
         match self {
             Algorithm::MlDsa65 => "ML-DSA-65",
             Algorithm::Ed25519 => "Ed25519",
             Algorithm::Secp256k1 => "secp256k1",
+            Algorithm::Eip191 => "eip191",
+            Algorithm::Solana => "solana",
         }
+    }
+
+    /// Whether this is one of pico's algorithms (a hex public key, the
+    /// wallet id its lower-case hex), not a wallet account (`eip191`,
+    /// `solana`) whose address is its id.
+    pub fn is_pico(self) -> bool {
+        matches!(
+            self,
+            Algorithm::MlDsa65 | Algorithm::Ed25519 | Algorithm::Secp256k1
+        )
     }
 }
 
@@ -92,6 +125,9 @@ pub enum VerifyError {
     /// An Ed25519 key of small order or in non-canonical encoding.
     #[error("weak public key")]
     WeakPublicKey,
+    /// An EIP-191 signature whose `v` is not 27, 28, 0 or 1.
+    #[error("bad recovery id")]
+    BadRecoveryId,
     /// The signature does not verify.
     #[error("signature verification failed")]
     BadSignature,
@@ -111,10 +147,14 @@ pub fn check_encoding(
         Algorithm::MlDsa65 => mldsa::check_encoding(public_key, signature),
         Algorithm::Ed25519 => ed25519::check_encoding(public_key, signature),
         Algorithm::Secp256k1 => secp256k1::check_encoding(public_key, signature),
+        Algorithm::Eip191 => eip191::check_encoding(public_key, signature),
+        Algorithm::Solana => solana::check_encoding(public_key, signature),
     }
 }
 
-/// Verifies `signature` by `public_key` over `message` with `alg`.
+/// Verifies `signature` by `public_key` over `message` with `alg`. For
+/// `eip191`, `public_key` is the 20-byte address; for `solana`, the 32-byte
+/// key of the address.
 ///
 /// # Errors
 /// A [`VerifyError`] naming the first check that failed.
@@ -128,5 +168,7 @@ pub fn verify(
         Algorithm::MlDsa65 => mldsa::verify(public_key, message, signature),
         Algorithm::Ed25519 => ed25519::verify(public_key, message, signature),
         Algorithm::Secp256k1 => secp256k1::verify(public_key, message, signature),
+        Algorithm::Eip191 => eip191::verify(public_key, message, signature),
+        Algorithm::Solana => solana::verify(public_key, message, signature),
     }
 }

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wallet_auth::{
-    ChallengeStore, MintAuditStore, MintRecord, RevocationEntry, RevocationKind, RevocationStore,
+    ChallengeMeta, ChallengeStore, MintAuditStore, MintRecord, RevocationEntry, RevocationKind,
+    RevocationStore,
 };
 
 /// A store backend under test.
@@ -372,6 +373,36 @@ pub async fn challenge_expires(b: &dyn Backend) {
     assert!(!store.consume("alice", &short).await.unwrap());
 }
 
+/// The meta given at issue comes back at take, exactly, once; `issue`
+/// keeps the default (no message).
+pub async fn challenge_keeps_its_meta(b: &dyn Backend) {
+    let Some(store) = b.challenges() else { return };
+    let mut bytes = [0u8; ChallengeMeta::ENCODED_LEN];
+    bytes[0] = 5; // an EIP-4361 message
+    bytes[1..5].copy_from_slice(&60u32.to_be_bytes());
+    bytes[5..13].copy_from_slice(&1_767_225_600u64.to_be_bytes());
+    bytes[13..21].copy_from_slice(&8453u64.to_be_bytes());
+    let meta = ChallengeMeta::from_bytes(&bytes).unwrap();
+    let address = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
+    let n = store.issue_with(address, TTL, meta).await.unwrap();
+    let bare = store.issue(address, TTL).await.unwrap();
+    assert_eq!(
+        store
+            .take("0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed", &n)
+            .await
+            .unwrap(),
+        None
+    );
+    let back = store.take(address, &n).await.unwrap().expect("issued");
+    assert_eq!(back, meta);
+    assert_eq!(back.to_bytes(), bytes);
+    assert_eq!(store.take(address, &n).await.unwrap(), None, "taken once");
+    assert_eq!(
+        store.take(address, &bare).await.unwrap(),
+        Some(ChallengeMeta::default())
+    );
+}
+
 pub async fn challenge_long_address(b: &dyn Backend) {
     let Some(store) = b.challenges() else { return };
     let long = "ab".repeat(4096);
@@ -453,6 +484,7 @@ macro_rules! conformance_tests {
                 challenge_long_address,
                 challenge_200_concurrent_consumes_one_success,
                 challenge_concurrent_issues_and_consumes_of_one_address,
+                challenge_keeps_its_meta,
                 idempotent_revoke_returns_first_entry,
                 get_unknown_is_none,
                 list_is_newest_first,
