@@ -50,15 +50,23 @@ fn claims(now: u64) -> AccessClaims {
         algorithm: Some("Ed25519".into()),
         wallet_address: Some(id.clone()),
         auth_time: Some(now),
-        ..AccessClaims::new("http://localhost:8100", "pico", &id, "wallet", now, now + 28_800)
+        ..AccessClaims::new(
+            "http://localhost:8100",
+            "pico",
+            &id,
+            "wallet",
+            now,
+            now + 28_800,
+        )
     }
 }
 
 fn tokens(c: &mut Criterion) {
-    let services: Vec<(SigningAlgorithm, TokenService)> = [SigningAlgorithm::Rs256, SigningAlgorithm::MlDsa65]
-        .into_iter()
-        .map(|alg| (alg, service(alg)))
-        .collect();
+    let services: Vec<(SigningAlgorithm, TokenService)> =
+        [SigningAlgorithm::Rs256, SigningAlgorithm::MlDsa65]
+            .into_iter()
+            .map(|alg| (alg, service(alg)))
+            .collect();
     for (alg, s) in &services {
         let token = s.sign_access(&claims(s.now())).unwrap();
         let sig = token.rsplit('.').next().unwrap().len();

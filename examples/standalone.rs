@@ -301,7 +301,9 @@ fn prepare(args: &Args, settings: &mut Map<String, Value>) -> Result<SigningKey,
         Some(p) if !p.is_empty() => PathBuf::from(p),
         // Each algorithm its own default file: switching never reads the
         // other kind of key.
-        _ if algorithm == SigningAlgorithm::MlDsa65 => args.data_dir.join("signing-key-ml-dsa-65.pem"),
+        _ if algorithm == SigningAlgorithm::MlDsa65 => {
+            args.data_dir.join("signing-key-ml-dsa-65.pem")
+        }
         _ => args.data_dir.join("signing-key.pem"),
     };
     let key = load_or_create_key(&key_path, algorithm)?;

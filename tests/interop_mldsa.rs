@@ -86,13 +86,32 @@ fn a_token_python_signed_verifies_with_us() {
     assert_eq!(ours.validate_access(&forged), Err(TokenError::BadSignature));
     let mut sig = parts[2].as_bytes().to_vec();
     sig[10] = if sig[10] == b'A' { b'B' } else { b'A' };
-    let flipped = format!("{}.{}.{}", parts[0], parts[1], String::from_utf8(sig).unwrap());
-    assert_eq!(ours.validate_access(&flipped), Err(TokenError::BadSignature));
-    let other = service(SigningKey::from_ml_dsa_65_seed(&[9; 32]), "http://localhost:8100", iat);
+    let flipped = format!(
+        "{}.{}.{}",
+        parts[0],
+        parts[1],
+        String::from_utf8(sig).unwrap()
+    );
+    assert_eq!(
+        ours.validate_access(&flipped),
+        Err(TokenError::BadSignature)
+    );
+    let other = service(
+        SigningKey::from_ml_dsa_65_seed(&[9; 32]),
+        "http://localhost:8100",
+        iat,
+    );
     assert_eq!(other.validate_access(&token), Err(TokenError::UnknownKid));
     let elsewhere = service(python_key(), "https://elsewhere.example", iat);
-    assert_eq!(elsewhere.validate_access(&token), Err(TokenError::WrongIssuer));
-    let later = service(python_key(), "http://localhost:8100", claims["exp"].as_u64().unwrap());
+    assert_eq!(
+        elsewhere.validate_access(&token),
+        Err(TokenError::WrongIssuer)
+    );
+    let later = service(
+        python_key(),
+        "http://localhost:8100",
+        claims["exp"].as_u64().unwrap(),
+    );
     assert_eq!(later.validate_access(&token), Err(TokenError::Expired));
 }
 
@@ -163,15 +182,27 @@ async fn the_tokens_we_mint_verify_with_python_cryptography() {
         let out = verify(token);
         let stdout = String::from_utf8_lossy(&out.stdout);
         let sub = claims_of(token)["sub"].as_str().unwrap().to_string();
-        assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(stdout.trim(), format!("OK {kid} {sub}"));
     }
     // The Python verifier is not a rubber stamp: a changed payload fails.
     let parts: Vec<&str> = access.split('.').collect();
     let mut claims = claims_of(&access);
     claims["role"] = json!("operator");
-    let forged = format!("{}.{}.{}", parts[0], common::forge::b64json(&claims), parts[2]);
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        common::forge::b64json(&claims),
+        parts[2]
+    );
     let out = verify(&forged);
     assert!(!out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "FAIL bad signature");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "FAIL bad signature"
+    );
 }

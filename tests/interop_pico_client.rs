@@ -83,7 +83,10 @@ async fn validates_and_honours_revocation(python: &std::path::Path, algorithm: &
     let key = &jwks["keys"][0];
     for token in [&access, &service_token] {
         let header = common::header_of(token);
-        assert_eq!(header, json!({ "alg": algorithm, "typ": "JWT", "kid": key["kid"] }));
+        assert_eq!(
+            header,
+            json!({ "alg": algorithm, "typ": "JWT", "kid": key["kid"] })
+        );
     }
     assert_eq!(key["alg"], algorithm);
     if algorithm == "ML-DSA-65" {

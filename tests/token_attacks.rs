@@ -264,7 +264,14 @@ async fn another_ml_dsa_key_with_our_kid_is_refused() {
     refused_everywhere(&app, "attacker ML-DSA-65 under our kid", &token).await;
     // Our own ML-DSA signature under another ML-DSA name, or a name
     // differing in case or spelling: only ML-DSA-65 exactly is accepted.
-    for alg in ["ML-DSA-44", "ML-DSA-87", "ml-dsa-65", "MLDSA65", "ML-DSA-65 ", "AKP"] {
+    for alg in [
+        "ML-DSA-44",
+        "ML-DSA-87",
+        "ml-dsa-65",
+        "MLDSA65",
+        "ML-DSA-65 ",
+        "AKP",
+    ] {
         let header = json!({ "alg": alg, "typ": "JWT", "kid": kid });
         let token = ml_dsa_signed(&header, &claims, &our_ml_dsa_key());
         refused_everywhere(&app, &format!("alg {alg:?}"), &token).await;
@@ -447,7 +454,11 @@ async fn a_migration_accepts_each_published_key_with_its_own_algorithm_only() {
     let rsa = common::signing_key();
     let pq = our_ml_dsa_key();
     let pairs = [
-        (SigningAlgorithm::MlDsa65, rsa.jwk().clone(), pq.jwk().clone()),
+        (
+            SigningAlgorithm::MlDsa65,
+            rsa.jwk().clone(),
+            pq.jwk().clone(),
+        ),
         (SigningAlgorithm::Rs256, pq.jwk().clone(), rsa.jwk().clone()),
     ];
     for (signer, retired, active) in pairs {
@@ -464,21 +475,37 @@ async fn a_migration_accepts_each_published_key_with_its_own_algorithm_only() {
             b.with_retired_key(retired.clone())
         });
         let kids: Vec<&str> = app.auth.jwks().iter().map(|k| k.kid.as_str()).collect();
-        assert_eq!(kids, [active.kid.as_str(), retired.kid.as_str()], "{signer}");
+        assert_eq!(
+            kids,
+            [active.kid.as_str(), retired.kid.as_str()],
+            "{signer}"
+        );
         let claims = operator_claims(&app);
         let by_rsa = |kid: &str| signed(&rs_header(kid), &claims, &our_key(), Algorithm::RS256);
-        let by_pq = |kid: &str| {
-            ml_dsa_signed(&our_header(SigningAlgorithm::MlDsa65, kid), &claims, &pq)
-        };
+        let by_pq =
+            |kid: &str| ml_dsa_signed(&our_header(SigningAlgorithm::MlDsa65, kid), &claims, &pq);
         let (rsa_kid, pq_kid) = (rsa.kid(), pq.kid());
         // Controls: each key's own token passes.
-        for (what, token) in [("RS256 by the RSA key", by_rsa(rsa_kid)), ("ML-DSA-65 by the ML-DSA key", by_pq(pq_kid))] {
+        for (what, token) in [
+            ("RS256 by the RSA key", by_rsa(rsa_kid)),
+            ("ML-DSA-65 by the ML-DSA key", by_pq(pq_kid)),
+        ] {
             let r = call(&app, "/mints", &token).await;
             assert_eq!(r.status, StatusCode::OK, "{signer}: {what}: {}", r.body);
         }
         // Crossed: the other kid, its header alg not the key's.
-        refused_everywhere(&app, &format!("{signer}: RS256 under the ML-DSA kid"), &by_rsa(pq_kid)).await;
-        refused_everywhere(&app, &format!("{signer}: ML-DSA-65 under the RSA kid"), &by_pq(rsa_kid)).await;
+        refused_everywhere(
+            &app,
+            &format!("{signer}: RS256 under the ML-DSA kid"),
+            &by_rsa(pq_kid),
+        )
+        .await;
+        refused_everywhere(
+            &app,
+            &format!("{signer}: ML-DSA-65 under the RSA kid"),
+            &by_pq(rsa_kid),
+        )
+        .await;
         // What it mints is of the configured algorithm, under the active kid.
         let minted = common::token_with_role(&app, "operator");
         assert_eq!(header_of(&minted), our_header(signer, &active.kid));

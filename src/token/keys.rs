@@ -210,7 +210,9 @@ impl VerifyingKey {
     pub fn from_jwk(jwk: &Jwk) -> Result<Self, ConfigError> {
         let bad = |what: &str| ConfigError::SigningKey(format!("JWK {:?}: {what}", jwk.kid));
         let decode = |member: &Option<String>, name: &str| {
-            let text = member.as_deref().ok_or_else(|| bad(&format!("no `{name}`")))?;
+            let text = member
+                .as_deref()
+                .ok_or_else(|| bad(&format!("no `{name}`")))?;
             B64.decode(text)
                 .map_err(|_| bad(&format!("`{name}` is not unpadded base64url")))
         };
@@ -634,7 +636,9 @@ fn mldsa65_seed(private_key: &[u8]) -> Result<Zeroizing<[u8; SEED_LEN]>, ConfigE
         [0x04, ..] => Err(bad(
             "expanded form without the seed is not supported; export the seed form",
         )),
-        _ => Err(bad("malformed private key (expected the seed form of RFC 9881)")),
+        _ => Err(bad(
+            "malformed private key (expected the seed form of RFC 9881)",
+        )),
     }
 }
 
@@ -688,7 +692,12 @@ mod tests {
         let key = SigningKey::from_ml_dsa_65_seed(&[7u8; 32]);
         assert_eq!(key.algorithm(), SigningAlgorithm::MlDsa65);
         let jwk = serde_json::to_value(key.jwk()).unwrap();
-        let members: Vec<&str> = jwk.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        let members: Vec<&str> = jwk
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
         let mut sorted = members.clone();
         sorted.sort_unstable();
         assert_eq!(sorted, ["alg", "kid", "kty", "pub", "use"], "{jwk}");
@@ -707,7 +716,10 @@ mod tests {
         // The same seed, the same key; another seed, another kid.
         assert_eq!(SigningKey::from_ml_dsa_65_seed(&[7u8; 32]).jwk(), key.jwk());
         assert_ne!(SigningKey::from_ml_dsa_65_seed(&[8u8; 32]).kid(), key.kid());
-        assert_eq!(VerifyingKey::from_jwk(key.jwk()).unwrap().algorithm(), SigningAlgorithm::MlDsa65);
+        assert_eq!(
+            VerifyingKey::from_jwk(key.jwk()).unwrap().algorithm(),
+            SigningAlgorithm::MlDsa65
+        );
     }
 
     #[test]
@@ -725,12 +737,18 @@ mod tests {
         assert_ne!(sig, again);
         key.verify(msg, &again).unwrap();
         // Another message, a flipped bit, a short or long signature: refused.
-        assert_eq!(key.verify(b"header.payloaD", &sig), Err(TokenError::BadSignature));
+        assert_eq!(
+            key.verify(b"header.payloaD", &sig),
+            Err(TokenError::BadSignature)
+        );
         let mut flipped = sig.clone();
         flipped[100] ^= 1;
         assert_eq!(key.verify(msg, &flipped), Err(TokenError::BadSignature));
         assert_eq!(key.verify(msg, &sig[1..]), Err(TokenError::BadSignature));
-        assert_eq!(key.verify(msg, &[sig.clone(), vec![0]].concat()), Err(TokenError::BadSignature));
+        assert_eq!(
+            key.verify(msg, &[sig.clone(), vec![0]].concat()),
+            Err(TokenError::BadSignature)
+        );
         assert_eq!(key.verify(msg, &[]), Err(TokenError::BadSignature));
         // An RSA key does not verify it, nor the other way round.
         let rsa = SigningKey::generate(2048).unwrap();
@@ -747,7 +765,11 @@ mod tests {
             SigningKey::generate(2048).unwrap(),
         ] {
             let pem = key.to_pkcs8_pem().unwrap();
-            assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{}", key.algorithm());
+            assert!(
+                pem.starts_with("-----BEGIN PRIVATE KEY-----\n"),
+                "{}",
+                key.algorithm()
+            );
             let from_pem = SigningKey::from_pem(&pem).unwrap();
             assert_eq!(from_pem.jwk(), key.jwk());
             assert_eq!(from_pem.algorithm(), key.algorithm());
@@ -767,7 +789,10 @@ mod tests {
         let info = PrivateKeyInfo::try_from(der.as_slice()).unwrap();
         assert_eq!(info.algorithm.oid, MLDSA65_OID);
         assert!(info.algorithm.parameters.is_none());
-        assert_eq!(info.private_key, [&[0x80u8, 0x20][..], &[0x11; 32]].concat());
+        assert_eq!(
+            info.private_key,
+            [&[0x80u8, 0x20][..], &[0x11; 32]].concat()
+        );
     }
 
     #[test]
@@ -839,9 +864,14 @@ mod tests {
         let der_path = dir.path().join("key.der");
         std::fs::write(&der_path, second.to_pkcs8_der().as_slice()).unwrap();
         assert_eq!(SigningKey::load(&der_path).unwrap().kid(), second.kid());
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 2, "{names:?}");
-        let err = SigningKey::load(&dir.path().join("missing")).unwrap_err().to_string();
+        let err = SigningKey::load(&dir.path().join("missing"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("missing"), "{err}");
     }
 }

@@ -410,11 +410,13 @@ impl TokenService {
     /// Verifies an ML-DSA-65 JWS (pure, empty context, over the ASCII
     /// signing input), then decodes its claims and checks `iss` and `aud`,
     /// as the RS256 path's validation does.
-    fn decode_ml_dsa_65(&self, token: &str, key: &VerifyingKey) -> Result<AccessClaims, TokenError> {
+    fn decode_ml_dsa_65(
+        &self,
+        token: &str,
+        key: &VerifyingKey,
+    ) -> Result<AccessClaims, TokenError> {
         let (signing_input, sig_b64) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
-        let (_, payload_b64) = signing_input
-            .split_once('.')
-            .ok_or(TokenError::Malformed)?;
+        let (_, payload_b64) = signing_input.split_once('.').ok_or(TokenError::Malformed)?;
         if payload_b64.contains('.') {
             return Err(TokenError::Malformed);
         }
