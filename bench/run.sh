@@ -5,6 +5,8 @@
 #
 #   bash bench/run.sh                 # REPS=5 DUR=5 by default
 #   REPS=3 DUR=3 bash bench/run.sh    # quicker, noisier
+#   ALGORITHM=ML-DSA-65 OUT=target/bench-run-mldsa bash bench/run.sh
+#                                     # wallet-auth's tokens ML-DSA-65 (default RS256)
 #
 # Every server under test runs pinned to SERVER_CORE (default 0), every load
 # generator to LOAD_CORE (default 1). Load goes to 127.0.0.1 only. Every loop
@@ -21,6 +23,7 @@ LOAD_CORE=${LOAD_CORE:-1}
 OURS_KEYS=${OURS_KEYS:-6000}
 PICO_KEYS=${PICO_KEYS:-200}
 FILL=${FILL:-1000000}
+ALGORITHM=${ALGORITHM:-RS256}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$ROOT/target/bench-run}
 VENV=${VENV:-$ROOT/target/pico-venv}
@@ -51,7 +54,7 @@ fi
 
 log "build (release)"
 cargo build --release --example standalone --example floor --example loadtest
-cargo bench --bench hot_paths --no-run
+cargo bench --bench hot_paths --bench token_algorithms --no-run
 BIN=$ROOT/target/release/examples
 
 {
@@ -64,6 +67,9 @@ BIN=$ROOT/target/release/examples
 
 log "micro-benchmarks (criterion, pinned to core $SERVER_CORE)"
 taskset -c "$SERVER_CORE" cargo bench --bench hot_paths -- --noplot 2>&1 | tee "$OUT/criterion.txt" | grep -E '^[a-zA-Z_0-9-]+/|time:' >&2
+# Tokens per algorithm (RS256 and ML-DSA-65 both, whatever ALGORITHM says):
+# mint and verify per second, token sizes.
+taskset -c "$SERVER_CORE" cargo bench --bench token_algorithms -- --noplot 2>&1 | tee "$OUT/token-algorithms.txt" | grep -E '^token|time:|thrpt:' >&2
 
 # A denylist of N entries in pico-server-auth's own file format.
 denylist() {
@@ -91,7 +97,8 @@ wait_listening() {
 # throughput, not the limits (SPEC 10; 0 = off).
 ours_env=(env RUST_LOG=warn SERVER_AUTH_FLEET_MINT_SECRET=$SECRET SERVER_AUTH_AUTO_CREATE_ADMIN=true
   SERVER_AUTH_ADMIN_PASSWORD=$PASSWORD SERVER_AUTH_CHALLENGE_TTL_SECONDS=3600
-  SERVER_AUTH_RATE_LIMIT_PER_IP_PER_MINUTE=0 SERVER_AUTH_REFRESH_PER_FAMILY_PER_MINUTE=0)
+  SERVER_AUTH_RATE_LIMIT_PER_IP_PER_MINUTE=0 SERVER_AUTH_REFRESH_PER_FAMILY_PER_MINUTE=0
+  SERVER_AUTH_ALGORITHM=$ALGORITHM)
 
 start_ours() { # PORT DATADIR LOG
   "${ours_env[@]}" taskset -c "$SERVER_CORE" "$BIN/standalone" --listen "127.0.0.1:$1" --data-dir "$2" >"$3" 2>&1 &

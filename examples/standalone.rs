@@ -22,6 +22,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
+use wallet_auth::token::SigningAlgorithm;
 use wallet_auth::{AuthConfig, SigningKey, WalletAuth};
 
 const USAGE: &str = "usage: standalone [--config FILE] [--listen ADDR] [--data-dir DIR]";
@@ -297,15 +298,14 @@ fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-fn load_or_create_key(path: &Path) -> Result<SigningKey, String> {
+fn load_or_create_key(path: &Path, algorithm: SigningAlgorithm) -> Result<SigningKey, String> {
     if path.exists() {
-        let pem = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let key = SigningKey::from_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))?;
-        tracing::info!(path = %path.display(), kid = key.kid(), "loaded signing key");
+        let key = SigningKey::load(path).map_err(|e| e.to_string())?;
+        tracing::info!(path = %path.display(), kid = key.kid(), algorithm = %key.algorithm(), "loaded signing key");
         return Ok(key);
     }
-    let key = SigningKey::generate(2048).map_err(|e| e.to_string())?;
+    // An RSA key, or (`algorithm: ML-DSA-65`) an ML-DSA-65 key, as PKCS#8.
+    let key = SigningKey::generate_for(algorithm).map_err(|e| e.to_string())?;
     let pem = key.to_pkcs8_pem().map_err(|e| e.to_string())?;
     write_private(path, pem.as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -336,11 +336,17 @@ fn prepare(args: &Args, settings: &mut Map<String, Value>) -> Result<SigningKey,
             settings.insert("mint_audit_path".into(), in_data("mints.jsonl"));
         }
     }
+    let algorithm = config.signing_algorithm().map_err(|e| e.to_string())?;
     let key_path = match &config.signing_key_path {
         Some(p) if !p.is_empty() => PathBuf::from(p),
+        // Each algorithm its own default file: switching never reads the
+        // other kind of key.
+        _ if algorithm == SigningAlgorithm::MlDsa65 => {
+            args.data_dir.join("signing-key-ml-dsa-65.pem")
+        }
         _ => args.data_dir.join("signing-key.pem"),
     };
-    let key = load_or_create_key(&key_path)?;
+    let key = load_or_create_key(&key_path, algorithm)?;
     settings.insert(
         "signing_key_path".into(),
         Value::String(key_path.to_string_lossy().into()),

@@ -24,7 +24,8 @@ pub struct AuthConfig {
     pub issuer: String,
     /// `aud` of every token.
     pub audience: String,
-    /// Token signing algorithm; only `RS256` is supported.
+    /// Algorithm of the access and fleet tokens: `RS256` (the default) or
+    /// `ML-DSA-65` (RFC 9964; SPEC 8). Refresh tokens are HS256 either way.
     pub algorithm: String,
     /// Access token lifetime in minutes.
     pub access_token_expire_minutes: u64,
@@ -192,12 +193,7 @@ impl AuthConfig {
     /// certificate without its key or the reverse, TLS files without a
     /// `rediss://` `redis_url`).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.algorithm != "RS256" {
-            return Err(ConfigError::invalid(
-                "algorithm",
-                format!("only RS256 is supported, got {:?}", self.algorithm),
-            ));
-        }
+        self.signing_algorithm()?;
         if self.issuer.trim().is_empty() {
             return Err(ConfigError::invalid("issuer", "must not be empty"));
         }
@@ -311,6 +307,22 @@ impl AuthConfig {
             }
         }
         Ok(())
+    }
+
+    /// The algorithm `algorithm` names.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming `algorithm` for any other name.
+    pub fn signing_algorithm(&self) -> Result<crate::token::SigningAlgorithm, ConfigError> {
+        crate::token::SigningAlgorithm::from_name(&self.algorithm).ok_or_else(|| {
+            ConfigError::invalid(
+                "algorithm",
+                format!(
+                    "only RS256 and ML-DSA-65 are supported, got {:?}",
+                    self.algorithm
+                ),
+            )
+        })
     }
 
     /// The distinct wallet algorithms of `supported_wallet_algorithms`, in
@@ -849,5 +861,25 @@ mod tests {
         assert_ne!(Secret::from("abc"), Secret::from("abd"));
         assert_ne!(Secret::from("abc"), Secret::from("abcd"));
         assert_eq!(Secret::default(), Secret::from(""));
+    }
+
+    #[test]
+    fn algorithm_is_rs256_or_ml_dsa_65_exactly() {
+        use crate::token::SigningAlgorithm;
+        let with = |alg: &str| AuthConfig {
+            algorithm: alg.into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            AuthConfig::default().signing_algorithm().unwrap(),
+            SigningAlgorithm::Rs256
+        );
+        let pq = with("ML-DSA-65");
+        pq.validate().unwrap();
+        assert_eq!(pq.signing_algorithm().unwrap(), SigningAlgorithm::MlDsa65);
+        for bad in ["ml-dsa-65", "ML-DSA-87", "MLDSA65", "none", "HS256", ""] {
+            let err = with(bad).validate().unwrap_err().to_string();
+            assert!(err.contains("`algorithm`"), "{bad}: {err}");
+        }
     }
 }

@@ -1,6 +1,15 @@
 //! A real consumer: pico-client-auth 0.7.1 (PyPI) validates our wallet
 //! access token through our JWKS, polls our /revoked-jtis with a
 //! fleet-minted service token, and rejects the token once we revoke it.
+//!
+//! Twice: with RS256 tokens, and with ML-DSA-65 tokens (`algorithm:
+//! ML-DSA-65`, RFC 9964 JWKS entries). For the second, pico-client-auth's
+//! ML-DSA path imports liboqs-python (`oqs`), whose wheel carries no liboqs
+//! and tries to download it at import, which cannot work here. Its one
+//! `oqs` call (`oqs.Signature(alg).verify(msg, sig, pub)`) is served by
+//! tests/interop/oqs_adapter/oqs.py over Python `cryptography`'s ML-DSA-65,
+//! put on PYTHONPATH for the consumer process only; pico-client-auth's own
+//! code is unchanged.
 
 mod common;
 
@@ -11,6 +20,9 @@ use common::server::{Http, Server};
 use common::Wallet;
 use serde_json::json;
 
+/// Where the `oqs` adapter lives (PYTHONPATH of the ML-DSA-65 consumer).
+const OQS_ADAPTER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/oqs_adapter");
+
 #[tokio::test]
 async fn pico_client_auth_validates_and_honours_revocation() {
     let Some(python) = common::interop_python() else {
@@ -20,6 +32,32 @@ async fn pico_client_auth_validates_and_honours_revocation() {
         );
         return;
     };
+    validates_and_honours_revocation(&python, "RS256").await;
+}
+
+#[tokio::test]
+async fn pico_client_auth_validates_ml_dsa_65_tokens_and_honours_revocation() {
+    let Some(python) = common::interop_python() else {
+        common::missing_dependency(
+            "pico_client_auth_validates_ml_dsa_65_tokens_and_honours_revocation",
+            "no Python venv with pico-client-auth 0.7.1",
+        );
+        return;
+    };
+    // The consumer's `oqs` is the adapter, not a liboqs-python of its own.
+    let which = Command::new(&python)
+        .args(["-c", "import oqs; print(oqs.__file__)"])
+        .env("PYTHONPATH", OQS_ADAPTER)
+        .output()
+        .unwrap();
+    assert!(which.status.success(), "{which:?}");
+    let path = String::from_utf8_lossy(&which.stdout);
+    assert!(path.trim().starts_with(OQS_ADAPTER), "{path}");
+    validates_and_honours_revocation(&python, "ML-DSA-65").await;
+}
+
+/// The interop scenario with tokens of `algorithm`.
+async fn validates_and_honours_revocation(python: &std::path::Path, algorithm: &str) {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(
         dir.path(),
@@ -28,6 +66,7 @@ async fn pico_client_auth_validates_and_honours_revocation() {
             ("SERVER_AUTH_FLEET_MINT_SECRET", "interop-fleet-secret"),
             ("SERVER_AUTH_AUTO_CREATE_ADMIN", "true"),
             ("SERVER_AUTH_ADMIN_PASSWORD", "interop-admin-password"),
+            ("SERVER_AUTH_ALGORITHM", algorithm),
         ],
     );
     let base = server.base.clone();
@@ -38,8 +77,27 @@ async fn pico_client_auth_validates_and_honours_revocation() {
     let tokens = http.sign_in(&wallet).await;
     let access = tokens["access_token"].as_str().unwrap().to_string();
     let service_token = http.fleet_token("interop-fleet-secret", "service").await;
+    // Both are of the configured algorithm, under the key the JWKS lists.
+    let (status, jwks) = http.get("/jwks", None).await;
+    assert_eq!(status, 200);
+    let key = &jwks["keys"][0];
+    for token in [&access, &service_token] {
+        let header = common::header_of(token);
+        assert_eq!(
+            header,
+            json!({ "alg": algorithm, "typ": "JWT", "kid": key["kid"] })
+        );
+    }
+    assert_eq!(key["alg"], algorithm);
+    if algorithm == "ML-DSA-65" {
+        assert_eq!(key["kty"], "AKP");
+        // The standalone created an ML-DSA-65 PKCS#8 key on first start.
+        let pem = std::fs::read_to_string(dir.path().join("signing-key-ml-dsa-65.pem")).unwrap();
+        let created = wallet_auth::SigningKey::from_pem(&pem).unwrap();
+        assert_eq!(created.kid(), key["kid"]);
+    }
 
-    let mut consumer = Command::new(&python)
+    let mut consumer = Command::new(python)
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/interop/consumer.py"
@@ -50,6 +108,8 @@ async fn pico_client_auth_validates_and_honours_revocation() {
             service_token,
             access.clone(),
         ])
+        .env("CONSUMER_ALGORITHMS", algorithm)
+        .env("PYTHONPATH", OQS_ADAPTER)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

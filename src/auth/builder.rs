@@ -156,22 +156,32 @@ impl WalletAuthBuilder {
                 .signing_key_path
                 .as_deref()
                 .is_some_and(|p| !p.is_empty());
+        let algorithm = config.signing_algorithm()?;
         let key = match (self.signing_key, &config.signing_key_path) {
             (Some(k), _) => k,
-            (None, Some(path)) if !path.is_empty() => {
-                let pem = std::fs::read_to_string(path).map_err(|e| {
-                    ConfigError::SigningKey(format!("cannot read signing_key_path {path:?}: {e}"))
-                })?;
-                Arc::new(SigningKey::from_pem(&pem)?)
-            }
+            (None, Some(path)) if !path.is_empty() => Arc::new(
+                SigningKey::load(std::path::Path::new(path))
+                    .map_err(|e| ConfigError::SigningKey(format!("signing_key_path: {e}")))?,
+            ),
             _ => {
                 tracing::warn!(
-                    "no signing key configured: generated an ephemeral RSA key; tokens will not survive a restart \
+                    %algorithm,
+                    "no signing key configured: generated an ephemeral key; tokens will not survive a restart \
                      (set signing_key_path)"
                 );
-                Arc::new(SigningKey::generate(2048)?)
+                Arc::new(SigningKey::generate_for(algorithm)?)
             }
         };
+        // `algorithm` picks the signer: its key must be of that algorithm.
+        if key.algorithm() != algorithm {
+            return Err(ConfigError::invalid(
+                "algorithm",
+                format!(
+                    "is {algorithm}, but the signing key is a {} key",
+                    key.algorithm()
+                ),
+            ));
+        }
         let refresh_secret = key.derive_secret(b"wallet-auth refresh-token HS256 key v1");
         let tokens = TokenService::new(
             Arc::clone(&key),

@@ -1,19 +1,21 @@
-//! Token minting and validation: RS256 access tokens signed by a
-//! [`SigningKey`], HS256 refresh tokens under a key JWKS never publishes.
+//! Token minting and validation: access and fleet tokens signed by a
+//! [`SigningKey`] (RS256, or ML-DSA-65 per RFC 9964), HS256 refresh tokens
+//! under a key JWKS never publishes.
 
 mod claims;
 mod keys;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use jsonwebtoken::{Algorithm as JwtAlg, DecodingKey, EncodingKey, Header, Validation};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use self::claims::{AccessClaims, RefreshClaims};
-pub use self::keys::{Jwk, SigningKey, MIN_RSA_BITS};
+pub use self::keys::{Jwk, SigningAlgorithm, SigningKey, VerifyingKey, MIN_RSA_BITS};
 use crate::clock::SharedClock;
 
 /// Header `typ` of refresh tokens.
@@ -77,17 +79,73 @@ impl From<jsonwebtoken::errors::Error> for TokenError {
 /// any parsing.
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 
+/// The header of the access and fleet tokens we sign, exactly
+/// `{"alg":A,"typ":"JWT","kid":K}` in this order.
 #[derive(Serialize)]
-struct RsHeader<'a> {
+struct SignedHeader<'a> {
     alg: &'static str,
     typ: &'static str,
     kid: &'a str,
 }
 
+/// The members of a JWS header the Bearer checks read. A duplicate member
+/// or a non-string `kid` does not parse.
+#[derive(Deserialize)]
+struct JwsHeader<'a> {
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+    #[serde(borrow, default)]
+    typ: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    kid: Option<Cow<'a, str>>,
+    /// RFC 7515 4.1.11: we understand no extension, so a token that marks
+    /// one critical is refused.
+    #[serde(default)]
+    crit: Option<serde::de::IgnoredAny>,
+}
+
+/// A published key, ready to verify: RS256 through jsonwebtoken,
+/// ML-DSA-65 through our [`VerifyingKey`].
+enum Verifier {
+    Rs256(DecodingKey),
+    MlDsa65(VerifyingKey),
+}
+
+impl Verifier {
+    fn algorithm(&self) -> SigningAlgorithm {
+        match self {
+            Verifier::Rs256(_) => SigningAlgorithm::Rs256,
+            Verifier::MlDsa65(_) => SigningAlgorithm::MlDsa65,
+        }
+    }
+
+    fn of_key(key: &SigningKey) -> Self {
+        match key.public_components() {
+            Some((n, e)) => Verifier::Rs256(DecodingKey::from_rsa_raw_components(n, e)),
+            None => Verifier::MlDsa65(key.verifying_key().clone()),
+        }
+    }
+
+    fn of_jwk(jwk: &Jwk) -> Result<Self, crate::ConfigError> {
+        // Checks members, encodings and sizes for either algorithm.
+        let key = VerifyingKey::from_jwk(jwk)?;
+        match (key.algorithm(), jwk.n.as_deref(), jwk.e.as_deref()) {
+            (SigningAlgorithm::Rs256, Some(n), Some(e)) => DecodingKey::from_rsa_components(n, e)
+                .map(Verifier::Rs256)
+                .map_err(|e| crate::ConfigError::SigningKey(e.to_string())),
+            (SigningAlgorithm::MlDsa65, _, _) => Ok(Verifier::MlDsa65(key)),
+            _ => Err(crate::ConfigError::SigningKey(format!(
+                "JWK {:?}: not usable",
+                jwk.kid
+            ))),
+        }
+    }
+}
+
 /// Mints and validates the crate's tokens.
 pub struct TokenService {
     active: Arc<SigningKey>,
-    verify_keys: HashMap<String, DecodingKey>,
+    verify_keys: HashMap<String, Verifier>,
     jwks: Vec<Jwk>,
     /// HMAC key of derived token ids and tags: domain-separated from the
     /// refresh signing key it is derived from.
@@ -103,6 +161,7 @@ pub struct TokenService {
 impl std::fmt::Debug for TokenService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenService")
+            .field("algorithm", &self.active.algorithm())
             .field("kid", &self.active.kid())
             .field("issuer", &self.issuer)
             .finish()
@@ -168,7 +227,9 @@ impl TokenService {
     }
 
     /// A service signing with `active`, also accepting (and publishing) the
-    /// `retired` public keys, e.g. after a rotation.
+    /// `retired` public keys, e.g. after a rotation, or during a migration
+    /// from RS256 to ML-DSA-65 (the keys may be of either algorithm). A
+    /// retired JWK that names no usable key is left out, with a warning.
     pub fn new(
         active: Arc<SigningKey>,
         retired: &[Jwk],
@@ -179,22 +240,21 @@ impl TokenService {
     ) -> Self {
         let mut verify_keys = HashMap::new();
         let mut jwks = vec![active.jwk().clone()];
-        let (n, e) = active.public_components();
-        verify_keys.insert(
-            active.kid().to_string(),
-            DecodingKey::from_rsa_raw_components(n, e),
-        );
+        verify_keys.insert(active.kid().to_string(), Verifier::of_key(&active));
         for jwk in retired {
             if verify_keys.contains_key(&jwk.kid) {
                 continue;
             }
-            if let Ok(k) = DecodingKey::from_rsa_components(&jwk.n, &jwk.e) {
-                verify_keys.insert(jwk.kid.clone(), k);
-                jwks.push(jwk.clone());
+            match Verifier::of_jwk(jwk) {
+                Ok(k) => {
+                    verify_keys.insert(jwk.kid.clone(), k);
+                    jwks.push(jwk.clone());
+                }
+                Err(e) => tracing::warn!(kid = %jwk.kid, "retired key left out: {e}"),
             }
         }
-        let header = RsHeader {
-            alg: "RS256",
+        let header = SignedHeader {
+            alg: active.algorithm().name(),
             typ: "JWT",
             kid: active.kid(),
         };
@@ -228,6 +288,12 @@ impl TokenService {
         self.active.kid()
     }
 
+    /// The algorithm of the active key: the `alg` of every access and
+    /// fleet token minted.
+    pub fn algorithm(&self) -> SigningAlgorithm {
+        self.active.algorithm()
+    }
+
     /// Issuer.
     pub fn issuer(&self) -> &str {
         &self.issuer
@@ -243,21 +309,20 @@ impl TokenService {
         self.clock.now_secs()
     }
 
-    /// Signs access claims as an RS256 JWS. CPU-heavy (~1 ms): call it off
-    /// the async worker threads.
+    /// Signs access claims as a JWS of the active key's algorithm (RS256 or
+    /// ML-DSA-65). CPU-heavy (~1 ms): call it off the async worker threads.
     ///
     /// # Errors
     /// [`TokenError::Signing`] if the signature cannot be made.
     pub fn sign_access(&self, claims: &AccessClaims) -> Result<String, TokenError> {
         let payload = serde_json::to_vec(claims).map_err(|_| TokenError::Signing)?;
-        let mut out = String::with_capacity(self.header_b64.len() + payload.len() * 4 / 3 + 360);
+        let mut out = String::with_capacity(
+            self.header_b64.len() + (payload.len() + self.active.signature_len()) * 4 / 3 + 8,
+        );
         out.push_str(&self.header_b64);
         out.push('.');
         B64.encode_string(&payload, &mut out);
-        let sig = self
-            .active
-            .sign_rs256(out.as_bytes())
-            .map_err(|_| TokenError::Signing)?;
+        let sig = self.active.sign(out.as_bytes())?;
         out.push('.');
         B64.encode_string(&sig, &mut out);
         Ok(out)
@@ -292,9 +357,11 @@ impl TokenService {
         }
     }
 
-    /// Validates an access token: RS256 only, one of our `kid`s, signature,
-    /// `iss`, `aud`, `exp`, header `typ` not a refresh type and no `type`
-    /// claim. The denylist is the caller's check.
+    /// Validates an access token: an `alg` of the keys we publish (RS256,
+    /// ML-DSA-65; never `none` nor an HMAC), one of our `kid`s whose key is
+    /// of exactly that `alg`, signature, `iss`, `aud`, `exp`, header `typ`
+    /// not a refresh type and no `type` claim. The denylist is the
+    /// caller's check.
     ///
     /// # Errors
     /// The [`TokenError`] of the first failed check.
@@ -302,10 +369,11 @@ impl TokenService {
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Malformed);
         }
-        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
-        if header.alg != JwtAlg::RS256 {
-            return Err(TokenError::WrongAlgorithm);
-        }
+        let (header_b64, _) = token.split_once('.').ok_or(TokenError::Malformed)?;
+        let header_json = B64.decode(header_b64).map_err(|_| TokenError::Malformed)?;
+        let header: JwsHeader<'_> =
+            serde_json::from_slice(&header_json).map_err(|_| TokenError::Malformed)?;
+        let alg = SigningAlgorithm::from_name(&header.alg).ok_or(TokenError::WrongAlgorithm)?;
         if header
             .typ
             .as_deref()
@@ -313,11 +381,22 @@ impl TokenService {
         {
             return Err(TokenError::WrongType);
         }
+        if header.crit.is_some() {
+            return Err(TokenError::Malformed);
+        }
         let kid = header.kid.as_deref().ok_or(TokenError::UnknownKid)?;
         let key = self.verify_keys.get(kid).ok_or(TokenError::UnknownKid)?;
-        let data =
-            jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation(JwtAlg::RS256))?;
-        let claims = data.claims;
+        // The header's alg must be the key's: no RS256 under an ML-DSA kid.
+        if key.algorithm() != alg {
+            return Err(TokenError::WrongAlgorithm);
+        }
+        let claims = match key {
+            Verifier::Rs256(key) => {
+                jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation(JwtAlg::RS256))?
+                    .claims
+            }
+            Verifier::MlDsa65(key) => self.decode_ml_dsa_65(token, key)?,
+        };
         if claims.token_type.is_some() {
             return Err(TokenError::WrongType);
         }
@@ -325,6 +404,33 @@ impl TokenService {
             return Err(TokenError::MissingClaims);
         }
         self.check_exp(claims.exp)?;
+        Ok(claims)
+    }
+
+    /// Verifies an ML-DSA-65 JWS (pure, empty context, over the ASCII
+    /// signing input), then decodes its claims and checks `iss` and `aud`,
+    /// as the RS256 path's validation does.
+    fn decode_ml_dsa_65(
+        &self,
+        token: &str,
+        key: &VerifyingKey,
+    ) -> Result<AccessClaims, TokenError> {
+        let (signing_input, sig_b64) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
+        let (_, payload_b64) = signing_input.split_once('.').ok_or(TokenError::Malformed)?;
+        if payload_b64.contains('.') {
+            return Err(TokenError::Malformed);
+        }
+        let sig = B64.decode(sig_b64).map_err(|_| TokenError::Malformed)?;
+        key.verify(signing_input.as_bytes(), &sig)?;
+        let payload = B64.decode(payload_b64).map_err(|_| TokenError::Malformed)?;
+        let claims: AccessClaims =
+            serde_json::from_slice(&payload).map_err(|_| TokenError::MissingClaims)?;
+        if claims.iss != self.issuer {
+            return Err(TokenError::WrongIssuer);
+        }
+        if claims.aud != self.audience {
+            return Err(TokenError::WrongAudience);
+        }
         Ok(claims)
     }
 

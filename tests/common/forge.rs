@@ -85,8 +85,14 @@ pub fn public_key_secrets(app: &TestApp) -> Vec<(&'static str, Vec<u8>)> {
             STANDARD.encode(&spki_der).into_bytes(),
         ),
         ("PKCS#1 DER", pkcs1_der),
-        ("JWK n (base64url text)", jwk.n.as_bytes().to_vec()),
-        ("JWK n (raw bytes)", B64.decode(&jwk.n).unwrap()),
+        (
+            "JWK n (base64url text)",
+            jwk.n.as_deref().unwrap().as_bytes().to_vec(),
+        ),
+        (
+            "JWK n (raw bytes)",
+            B64.decode(jwk.n.as_deref().unwrap()).unwrap(),
+        ),
         ("JWK as JSON", serde_json::to_vec(jwk).unwrap()),
         ("JWKS document", jwks),
         ("kid", jwk.kid.as_bytes().to_vec()),

@@ -4,11 +4,15 @@ Validates an access token through wallet-auth's JWKS and polls wallet-auth's
 /revoked-jtis with a service token, exactly as a pico service does.
 
 argv: jwks_url revoked_url service_token access_token
+Environment: CONSUMER_ALGORITHMS, the comma-separated `accepted_algorithms`
+(default RS256; ML-DSA-65 for the post-quantum test, whose `oqs` import is
+served by tests/interop/oqs_adapter on PYTHONPATH).
 Protocol on stdout: "VALID <sub> <role>" after the first validation; then it
 waits for a line on stdin, forces a denylist refresh, validates again and
 prints "REJECTED <reason>" or "STILL-VALID".
 """
 import asyncio
+import os
 import sys
 
 from pico_client_auth.config import AuthClientSettings
@@ -27,6 +31,7 @@ async def main() -> None:
         revocation_endpoint=revoked_url,
         revocation_bearer=service_token,
         revocation_ttl_seconds=1,
+        accepted_algorithms=tuple(os.environ.get("CONSUMER_ALGORITHMS", "RS256").split(",")),
     )
     revocations = RevocationCache(settings)
     validator = TokenValidator(settings, JWKSClient(settings), revocations)
