@@ -107,6 +107,8 @@ const FIELDS: &[(&str, Kind)] = &[
     ("trusted_proxies", Kind::List),
     ("session_max_days", Kind::Count),
     ("allow_memory_revocations", Kind::Bool),
+    ("audiences", Kind::List),
+    ("revocation_stream_max", Kind::Count),
 ];
 
 const ENV_PREFIX: &str = "SERVER_AUTH_";

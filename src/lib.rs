@@ -57,13 +57,14 @@ mod work;
 pub use audit::{JsonlMintAuditStore, MemoryMintAuditStore, MintAuditStore, MintRecord};
 pub use auth::{
     FleetRequest, FleetSession, Gate, MintView, RevokedJtis, SignInRequest, SignInResponse,
-    TokenPair, WalletAuth, WalletAuthBuilder, MAX_ADDRESS_LEN,
+    TokenPair, WalletAuth, WalletAuthBuilder, MAX_ADDRESS_LEN, MAX_DELTA,
 };
 pub use challenge::{ChallengeStore, MemoryChallengeStore};
 pub use config::AuthConfig;
 pub use error::{ConfigError, Error, StoreError};
 pub use revocation::{
-    JsonlRevocationStore, MemoryRevocationStore, RevocationEntry, RevocationKind, RevocationStore,
+    FeedRead, JsonlRevocationStore, MemoryRevocationStore, RevocationEntry, RevocationKind,
+    RevocationStore,
 };
 #[cfg(feature = "redis")]
 pub use store_redis::{

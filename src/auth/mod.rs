@@ -44,7 +44,7 @@ pub use self::builder::WalletAuthBuilder;
 pub use self::fleet::{FleetRequest, FleetSession};
 pub use self::gate::Gate;
 pub use self::mint::TokenPair;
-pub use self::revocation::{MintView, RevokedJtis};
+pub use self::revocation::{MintView, RevokedJtis, MAX_DELTA};
 pub use self::sign_in::{SignInRequest, SignInResponse};
 
 /// Longest accepted `address` (an ML-DSA-65 wallet id is 3,904 characters).
@@ -76,6 +76,8 @@ pub(crate) struct Inner {
     password_version: Option<String>,
     limits: RateLimits,
     sweeper: sweeper::Sweeper,
+    /// The keep-alive interval of the revocation event streams.
+    stream_keep_alive: std::time::Duration,
 }
 
 /// The wallet-auth service: configuration, stores and keys behind one `Arc`.
@@ -106,6 +108,11 @@ impl WalletAuth {
     /// The configuration in force.
     pub fn config(&self) -> &AuthConfig {
         &self.inner.config
+    }
+
+    /// The keep-alive interval of the revocation event streams, for the edge.
+    pub(crate) fn stream_keep_alive(&self) -> std::time::Duration {
+        self.inner.stream_keep_alive
     }
 
     /// The rate limits (SPEC 10), for the edge.

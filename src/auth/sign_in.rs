@@ -23,6 +23,8 @@ pub struct SignInRequest {
     pub challenge: String,
     /// Algorithm name; `None` means `ML-DSA-65`.
     pub algorithm: Option<String>,
+    /// The audience the tokens are for (SPEC 2); `None` means `audience`.
+    pub audience: Option<String>,
 }
 
 /// A successful sign-in.
@@ -92,6 +94,7 @@ impl WalletAuth {
             .ok()
             .filter(|a| self.inner.algorithms.contains(a))
             .ok_or_else(|| Error::unsupported_algorithm(alg_name))?;
+        let aud = self.audience_for(req.audience.as_deref())?;
         let public_key = decode_hex(&req.public_key)?;
         let signature = decode_hex(&req.signature)?;
         wallet::check_encoding(algorithm, &public_key, &signature).map_err(|e| {
@@ -122,7 +125,7 @@ impl WalletAuth {
 
         let now = self.inner.clock.now_secs();
         let (access, refresh) =
-            self.session_pair(&Session::begin(&wallet_id, "wallet", now, None), now);
+            self.session_pair(&Session::begin(&wallet_id, "wallet", now, None, aud), now);
         let access = AccessClaims {
             algorithm: Some(algorithm.as_str().to_string()),
             wallet_address: Some(wallet_id.clone()),
