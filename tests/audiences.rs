@@ -46,25 +46,44 @@ async fn a_sign_in_for_an_audience_mints_for_it_and_refresh_keeps_it() {
     let access = r.body["access_token"].as_str().unwrap();
     assert_eq!(claims_of(access)["aud"], "orders-api");
     assert!(accepted_by(&app, access, "orders-api"));
-    assert!(!accepted_by(&app, access, "billing-api"), "another service refuses it");
+    assert!(
+        !accepted_by(&app, access, "billing-api"),
+        "another service refuses it"
+    );
     assert!(!accepted_by(&app, access, "pico"));
 
     let refreshed = app
-        .post("/refresh", json!({ "refresh_token": r.body["refresh_token"] }))
+        .post(
+            "/refresh",
+            json!({ "refresh_token": r.body["refresh_token"] }),
+        )
         .await;
     assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.body);
     let next = refreshed.body["access_token"].as_str().unwrap();
-    assert_eq!(claims_of(next)["aud"], "orders-api", "refresh carries it forward");
+    assert_eq!(
+        claims_of(next)["aud"],
+        "orders-api",
+        "refresh carries it forward"
+    );
     // And the next refresh too.
     let again = app
-        .post("/refresh", json!({ "refresh_token": refreshed.body["refresh_token"] }))
+        .post(
+            "/refresh",
+            json!({ "refresh_token": refreshed.body["refresh_token"] }),
+        )
         .await;
     assert_eq!(again.status, StatusCode::OK, "{}", again.body);
-    assert_eq!(claims_of(again.body["access_token"].as_str().unwrap())["aud"], "orders-api");
+    assert_eq!(
+        claims_of(again.body["access_token"].as_str().unwrap())["aud"],
+        "orders-api"
+    );
 
     // Without one: the default audience, as in pico.
     let plain = app.sign_in(&wallet).await;
-    assert_eq!(claims_of(plain["access_token"].as_str().unwrap())["aud"], "pico");
+    assert_eq!(
+        claims_of(plain["access_token"].as_str().unwrap())["aud"],
+        "pico"
+    );
 }
 
 #[tokio::test]
@@ -76,7 +95,10 @@ async fn an_unknown_audience_is_a_400_that_burns_no_challenge() {
         body["audience"] = bad.clone();
         let r = app.post("/sign-in", body.clone()).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
-        assert_eq!(r.detail(), format!("audience not allowed: {}", bad.as_str().unwrap()));
+        assert_eq!(
+            r.detail(),
+            format!("audience not allowed: {}", bad.as_str().unwrap())
+        );
     }
     body["audience"] = json!(7);
     let r = app.post("/sign-in", body.clone()).await;
@@ -87,7 +109,11 @@ async fn an_unknown_audience_is_a_400_that_burns_no_challenge() {
     let r = app.post("/sign-in", body).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 
-    let r = fleet(&app, json!({ "session_id": "s", "agent_id": "a", "audience": "nope" })).await;
+    let r = fleet(
+        &app,
+        json!({ "session_id": "s", "agent_id": "a", "audience": "nope" }),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.detail(), "audience not allowed: nope");
     let r = app
@@ -113,7 +139,10 @@ async fn login_and_fleet_sessions_mint_for_the_audience_asked_for() {
     let admin = r.body["access_token"].as_str().unwrap();
     assert_eq!(claims_of(admin)["aud"], "billing-api");
     let refreshed = app
-        .post("/refresh", json!({ "refresh_token": r.body["refresh_token"] }))
+        .post(
+            "/refresh",
+            json!({ "refresh_token": r.body["refresh_token"] }),
+        )
         .await;
     assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.body);
     assert_eq!(
@@ -156,7 +185,10 @@ async fn a_host_route_accepts_the_default_audience_only() {
         }
         body
     };
-    for (aud, want) in [(None, StatusCode::OK), (Some("orders-api"), StatusCode::UNAUTHORIZED)] {
+    for (aud, want) in [
+        (None, StatusCode::OK),
+        (Some("orders-api"), StatusCode::UNAUTHORIZED),
+    ] {
         let r = fleet(&app, svc(aud)).await;
         let token = r.body["session_token"].as_str().unwrap();
         let req = axum::http::Request::get("/me")

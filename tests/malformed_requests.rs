@@ -58,14 +58,7 @@ fn body_fields(path: &str) -> &'static [&'static str] {
         ],
         "/refresh" => &["refresh_token"],
         "/login" => &["email", "password", "audience"],
-        "/fleet/sessions" => &[
-            "session_id",
-            "agent_id",
-            "role",
-            "ttl",
-            "scope",
-            "audience",
-        ],
+        "/fleet/sessions" => &["session_id", "agent_id", "role", "ttl", "scope", "audience"],
         "/revoke" => &["jti", "reason", "exp"],
         other => panic!("route {other} is new: list the body fields it reads in body_fields"),
     }

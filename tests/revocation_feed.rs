@@ -33,9 +33,7 @@ fn cursor_of(body: &Value) -> String {
 
 async fn poll(app: &TestApp, query: &str) -> common::Reply {
     let svc = token_with_role(app, "service");
-    let r = app
-        .get(&format!("/revoked-jtis{query}"), Some(&svc))
-        .await;
+    let r = app.get(&format!("/revoked-jtis{query}"), Some(&svc)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     r
 }
@@ -48,7 +46,10 @@ async fn the_poll_carries_a_strong_etag_and_a_matching_poll_is_a_304() {
     assert_eq!(item_jtis(&r.body), ["first"]);
     let cursor = cursor_of(&r.body);
     let etag = r.headers["etag"].to_str().unwrap().to_string();
-    assert!(etag.starts_with('"') && etag.ends_with('"') && !etag.starts_with("W/"), "{etag}");
+    assert!(
+        etag.starts_with('"') && etag.ends_with('"') && !etag.starts_with("W/"),
+        "{etag}"
+    );
 
     let svc = format!("Bearer {}", token_with_role(&app, "service"));
     let again = app
@@ -103,7 +104,11 @@ async fn the_poll_carries_a_strong_etag_and_a_matching_poll_is_a_304() {
         )
         .await;
     assert_eq!(z.status, StatusCode::NOT_MODIFIED);
-    assert_ne!(z.headers["etag"], new_tag.as_str(), "gzip is another representation");
+    assert_ne!(
+        z.headers["etag"],
+        new_tag.as_str(),
+        "gzip is another representation"
+    );
 }
 
 /// The headers of a gzip'd poll (its body is not JSON text).
@@ -117,7 +122,10 @@ async fn zipped_headers(app: &TestApp, bearer: &str) -> axum::http::HeaderMap {
     let resp = app.router.clone().oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["content-encoding"], "gzip");
-    assert!(resp.headers()["etag"].to_str().unwrap().ends_with("-gzip\""));
+    assert!(resp.headers()["etag"]
+        .to_str()
+        .unwrap()
+        .ends_with("-gzip\""));
     resp.headers().clone()
 }
 
@@ -134,7 +142,10 @@ async fn a_delta_poll_serves_what_was_added_oldest_first() {
     assert_eq!(delta["full"], false);
     let item = &delta["items"][0];
     assert_eq!(item["reason"], "test");
-    assert!(item["revoked_at"].is_f64() && item["revoked_by"].is_string(), "{item}");
+    assert!(
+        item["revoked_at"].is_f64() && item["revoked_by"].is_string(),
+        "{item}"
+    );
     let c2 = cursor_of(&delta);
     assert_ne!(c2, c1);
 
@@ -205,11 +216,17 @@ async fn a_delta_far_behind_gets_the_full_list() {
     let c = cursor_of(&poll(&app, "").await.body);
     let op = AccessClaims::new("i", "pico", "op", "operator", 0, u64::MAX);
     for i in 0..=wallet_auth::MAX_DELTA {
-        app.auth.revoke(&op, &format!("j{i}"), "", None).await.unwrap();
+        app.auth
+            .revoke(&op, &format!("j{i}"), "", None)
+            .await
+            .unwrap();
     }
     let r = poll(&app, &format!("?since={c}")).await.body;
     assert_eq!(r["full"], true);
-    assert_eq!(r["items"].as_array().unwrap().len(), wallet_auth::MAX_DELTA + 1);
+    assert_eq!(
+        r["items"].as_array().unwrap().len(),
+        wallet_auth::MAX_DELTA + 1
+    );
 }
 
 #[tokio::test]
@@ -228,7 +245,11 @@ async fn cursors_stay_valid_across_a_restart_of_the_jsonl_store() {
 
     let second = app(config());
     let same = poll(&second, &format!("?since={c}")).await.body;
-    assert_eq!(same, json!({ "items": [], "cursor": c, "full": false }), "no refetch after a restart");
+    assert_eq!(
+        same,
+        json!({ "items": [], "cursor": c, "full": false }),
+        "no refetch after a restart"
+    );
     assert_eq!(cursor_of(&poll(&second, "").await.body), c);
     revoke(&second, "after").await;
     let delta = poll(&second, &format!("?since={c}")).await.body;
@@ -256,7 +277,8 @@ async fn a_stream_receives_a_revoke_within_a_second() {
     let app = common::default_app();
     let served = serve(app.router.clone()).await;
     let (svc, _) = service_token(&app, 3600);
-    let mut stream = Stream::open(&format!("{}/revoked-jtis/stream", served.base), &svc, None).await;
+    let mut stream =
+        Stream::open(&format!("{}/revoked-jtis/stream", served.base), &svc, None).await;
     let op = token_with_role(&app, "operator");
     for i in 0..3 {
         let jti = format!("live-{i}");
@@ -275,7 +297,10 @@ async fn a_stream_receives_a_revoke_within_a_second() {
         let data = ev.json();
         assert_eq!(data["jti"], jti.as_str());
         assert_eq!(data["reason"], "r");
-        assert!(data["exp"].is_u64() && data["revoked_at"].is_f64(), "{data}");
+        assert!(
+            data["exp"].is_u64() && data["revoked_at"].is_f64(),
+            "{data}"
+        );
         assert!(data.get("kind").is_none());
         // The id is the cursor a delta poll continues from.
         let delta = poll(&app, &format!("?since={}", ev.id)).await.body;
@@ -299,7 +324,10 @@ async fn last_event_id_replays_what_was_missed_then_goes_live() {
     let mut ids = Vec::new();
     for jti in ["m1", "m2", "m3"] {
         let ev = stream.next_event(Duration::from_secs(2)).await.unwrap();
-        assert_eq!((ev.event.as_str(), ev.json()["jti"].clone()), ("revoked", json!(jti)));
+        assert_eq!(
+            (ev.event.as_str(), ev.json()["jti"].clone()),
+            ("revoked", json!(jti))
+        );
         ids.push(ev.id.parse::<u64>().unwrap());
     }
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
@@ -309,8 +337,22 @@ async fn last_event_id_replays_what_was_missed_then_goes_live() {
 
     // `?since=` does the same as the header.
     let mut by_query = Stream::open(&format!("{url}?since={}", ids[1]), &svc, None).await;
-    assert_eq!(by_query.next_event(Duration::from_secs(2)).await.unwrap().json()["jti"], "m3");
-    assert_eq!(by_query.next_event(Duration::from_secs(2)).await.unwrap().json()["jti"], "live");
+    assert_eq!(
+        by_query
+            .next_event(Duration::from_secs(2))
+            .await
+            .unwrap()
+            .json()["jti"],
+        "m3"
+    );
+    assert_eq!(
+        by_query
+            .next_event(Duration::from_secs(2))
+            .await
+            .unwrap()
+            .json()["jti"],
+        "live"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -390,7 +432,11 @@ async fn a_slow_reader_is_dropped() {
     .unwrap();
     let mut head = vec![0u8; 1024];
     let n = conn.read(&mut head).await.unwrap();
-    assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head[..n]));
+    assert!(
+        String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head[..n])
+    );
 
     // Far more events than the queue and the socket buffers hold, while the
     // client reads nothing.
@@ -398,7 +444,10 @@ async fn a_slow_reader_is_dropped() {
     let op = AccessClaims::new("i", "pico", "op", "operator", 0, u64::MAX);
     let reason = "r".repeat(200);
     for i in 0..EVENTS {
-        app.auth.revoke(&op, &format!("slow-{i:05}"), &reason, None).await.unwrap();
+        app.auth
+            .revoke(&op, &format!("slow-{i:05}"), &reason, None)
+            .await
+            .unwrap();
     }
     // Now read: what was buffered arrives, then the connection ends.
     let mut got = Vec::new();
@@ -416,8 +465,14 @@ async fn a_slow_reader_is_dropped() {
         .expect("the slow reader's connection was not closed");
     let text = String::from_utf8_lossy(&got);
     let received = text.matches("event: revoked").count();
-    assert!(received < EVENTS, "received all {received} events: not dropped");
-    assert!(received >= wallet_auth::http::STREAM_BUFFER / 2, "received {received}");
+    assert!(
+        received < EVENTS,
+        "received all {received} events: not dropped"
+    );
+    assert!(
+        received >= wallet_auth::http::STREAM_BUFFER / 2,
+        "received {received}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -442,7 +497,10 @@ async fn streams_are_bounded_and_kept_alive() {
 
     // No events: a comment keeps the connection alive.
     let block = a.next_block(Duration::from_secs(2)).await.unwrap();
-    assert!(block.comment.is_some() && block.event.is_empty(), "{block:?}");
+    assert!(
+        block.comment.is_some() && block.event.is_empty(),
+        "{block:?}"
+    );
 
     // A stream that ends frees its place.
     drop(a);
@@ -452,7 +510,10 @@ async fn streams_are_bounded_and_kept_alive() {
         if r.status() == 200 {
             break;
         }
-        assert!(Instant::now() < deadline, "the closed stream's place was not freed");
+        assert!(
+            Instant::now() < deadline,
+            "the closed stream's place was not freed"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

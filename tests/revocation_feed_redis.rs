@@ -64,14 +64,19 @@ async fn until_cursor(app: &TestApp, want: &str) -> Value {
         if cursor(&body) == want {
             return body;
         }
-        assert!(Instant::now() < deadline, "cursor {} never reached {want}", cursor(&body));
+        assert!(
+            Instant::now() < deadline,
+            "cursor {} never reached {want}",
+            cursor(&body)
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_one_cursor_space() {
-    let Some(redis) = RedisServer::start("revocation_feed_redis::two_instances_share_one_cursor_space")
+    let Some(redis) =
+        RedisServer::start("revocation_feed_redis::two_instances_share_one_cursor_space")
     else {
         return;
     };
@@ -96,17 +101,27 @@ async fn two_instances_share_one_cursor_space() {
     until_cursor(&a, &after_b).await;
     for app in [&a, &b] {
         let delta = poll(app, &format!("?since={start}")).await;
-        assert_eq!(item_jtis(&delta), ["from-a", "from-b"], "one order everywhere");
+        assert_eq!(
+            item_jtis(&delta),
+            ["from-a", "from-b"],
+            "one order everywhere"
+        );
         assert_eq!(delta["cursor"], after_b.as_str());
         let empty = poll(app, &format!("?since={after_b}")).await;
-        assert_eq!(empty, json!({ "items": [], "cursor": after_b, "full": false }));
+        assert_eq!(
+            empty,
+            json!({ "items": [], "cursor": after_b, "full": false })
+        );
     }
 
     // A restarted instance keeps the cursor space: no refetch.
     drop(a);
     let a2 = app_on(&redis.url(), &prefix).await;
     let same = poll(&a2, &format!("?since={after_b}")).await;
-    assert_eq!(same, json!({ "items": [], "cursor": after_b, "full": false }));
+    assert_eq!(
+        same,
+        json!({ "items": [], "cursor": after_b, "full": false })
+    );
     // A cursor beyond the shared counter is unknown: the full list.
     let future = poll(&a2, "?since=18446744073709551615").await;
     assert_eq!(future["full"], true);

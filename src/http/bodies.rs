@@ -272,7 +272,10 @@ mod tests {
     #[test]
     fn cursors_are_decimal_and_anything_else_is_unknown() {
         use super::{format_cursor, parse_cursor};
-        assert_eq!(parse_cursor(&format_cursor(1_764_000_000_000_123)), Some(1_764_000_000_000_123));
+        assert_eq!(
+            parse_cursor(&format_cursor(1_764_000_000_000_123)),
+            Some(1_764_000_000_000_123)
+        );
         assert_eq!(parse_cursor("0"), Some(0));
         for bad in ["", "-1", "1.5", "abc", " 1", "99999999999999999999", "1%20"] {
             assert_eq!(parse_cursor(bad), None, "{bad}");
@@ -283,7 +286,10 @@ mod tests {
     fn if_none_match_names_either_tag_or_any() {
         use super::none_match;
         use axum::http::{HeaderMap, HeaderValue};
-        let (a, b) = (HeaderValue::from_static("\"aa\""), HeaderValue::from_static("\"aa-gzip\""));
+        let (a, b) = (
+            HeaderValue::from_static("\"aa\""),
+            HeaderValue::from_static("\"aa-gzip\""),
+        );
         let with = |v: &'static str| {
             let mut h = HeaderMap::new();
             h.insert("if-none-match", HeaderValue::from_static(v));

@@ -11,9 +11,9 @@ use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 
 use super::bodies::Bodies;
-use super::stream::Hub;
 use super::extract::MAX_BODY_BYTES;
 use super::handlers;
+use super::stream::Hub;
 use crate::WalletAuth;
 
 /// The router's state: the service, and the bodies this router pre-builds.

@@ -119,7 +119,10 @@ impl Hub {
     ) -> Result<(Subscription, u64), Error> {
         let mut st = self.lock();
         if st.subs.len() >= self.max_streams {
-            tracing::warn!(max = self.max_streams, "revocation stream refused: too many streams");
+            tracing::warn!(
+                max = self.max_streams,
+                "revocation stream refused: too many streams"
+            );
             return Err(Error::Overloaded);
         }
         if !st.started {
@@ -159,13 +162,16 @@ impl Hub {
         for (seq, entry) in entries {
             match serde_json::to_string(&entry) {
                 Ok(json) => encoded.push((seq, entry.jti, Arc::<str>::from(json))),
-                Err(e) => tracing::error!(jti = %entry.jti, error = %e, "cannot encode a revocation"),
+                Err(e) => {
+                    tracing::error!(jti = %entry.jti, error = %e, "cannot encode a revocation")
+                }
             }
         }
         let mut st = self.lock();
         for (seq, jti, data) in encoded {
             let item = Item::Revoked { seq, data };
-            st.subs.retain(|_, sub| offer(sub, item.clone()) && sub.jti != jti);
+            st.subs
+                .retain(|_, sub| offer(sub, item.clone()) && sub.jti != jti);
         }
         st.position = st.position.max(position);
     }
@@ -440,7 +446,10 @@ mod tests {
         let text = format!("{ev:?}");
         assert!(text.contains("revoked") && text.contains("42"), "{text}");
         let reset = format!("{:?}", reset_event(7));
-        assert!(reset.contains("reset") && reset.contains("cursor"), "{reset}");
+        assert!(
+            reset.contains("reset") && reset.contains("cursor"),
+            "{reset}"
+        );
     }
 
     #[test]

@@ -49,8 +49,7 @@ pub enum FeedRead {
 
 /// The next clock-based sequence number after `last` (see the module docs).
 pub(crate) fn next_clock_seq(last: u64, now_millis: u64) -> u64 {
-    last.saturating_add(1)
-        .max(now_millis.saturating_mul(1000))
+    last.saturating_add(1).max(now_millis.saturating_mul(1000))
 }
 
 /// Whether `after`, past a clock-numbered feed's `position`, still names a

@@ -235,7 +235,9 @@ impl JsonlRevocationStore {
             seq: self.seqs.allocate(self.index.clock().now_millis()),
         });
         let seq = numbered.as_ref().map(|g| g.seq);
-        self.writer.append(vec![entry.to_line_with_seq(seq)?]).await?;
+        self.writer
+            .append(vec![entry.to_line_with_seq(seq)?])
+            .await?;
         self.lines_in_file.fetch_add(1, Ordering::AcqRel);
         let outcome = match self.index.insert_at(entry.clone(), seq) {
             Some(existing) => (existing, false),
@@ -430,8 +432,7 @@ mod tests {
         )
         .unwrap();
         let clock = ManualClock::new(3_000_000_000);
-        let store =
-            JsonlRevocationStore::open_with_clock(&path, Arc::new(clock.clone())).unwrap();
+        let store = JsonlRevocationStore::open_with_clock(&path, Arc::new(clock.clone())).unwrap();
         assert_eq!(store.feed_position(), Some(2));
         store.revoke(entry("ours", "r")).await.unwrap();
         store
@@ -443,13 +444,19 @@ mod tests {
             .await
             .unwrap();
         let (all, end) = feed_jtis(store.feed_after(0, 10).await.unwrap());
-        assert_eq!(all, [(1, "p1".into()), (2, "p2".into()), (3_000_000_000_000, "ours".into())]);
+        assert_eq!(
+            all,
+            [
+                (1, "p1".into()),
+                (2, "p2".into()),
+                (3_000_000_000_000, "ours".into())
+            ]
+        );
         assert_eq!(end, 3_000_000_000_000);
         drop(store);
 
         // A restart numbers every line the same.
-        let store =
-            JsonlRevocationStore::open_with_clock(&path, Arc::new(clock.clone())).unwrap();
+        let store = JsonlRevocationStore::open_with_clock(&path, Arc::new(clock.clone())).unwrap();
         assert_eq!(feed_jtis(store.feed_after(0, 10).await.unwrap()).0, all);
         assert_eq!(store.feed_position(), Some(end));
 
@@ -460,11 +467,16 @@ mod tests {
         drop(store);
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 2, "{text}");
-        assert!(text.contains("\"jti\":\"p1\"") && text.contains("\"seq\":1"), "{text}");
-        let store =
-            JsonlRevocationStore::open_with_clock(&path, Arc::new(clock.clone())).unwrap();
+        assert!(
+            text.contains("\"jti\":\"p1\"") && text.contains("\"seq\":1"),
+            "{text}"
+        );
+        let store = JsonlRevocationStore::open_with_clock(&path, Arc::new(clock.clone())).unwrap();
         let (after, _) = feed_jtis(store.feed_after(0, 10).await.unwrap());
-        assert_eq!(after, [(1, "p1".into()), (3_000_000_000_000, "ours".into())]);
+        assert_eq!(
+            after,
+            [(1, "p1".into()), (3_000_000_000_000, "ours".into())]
+        );
     }
 
     #[tokio::test]

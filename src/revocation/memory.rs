@@ -189,8 +189,7 @@ impl MemoryRevocationStore {
         let position = self.position();
         if after >= position {
             if after == position
-                || (clock_numbers
-                    && clock_cursor_is_past(after, position, self.clock.now_millis()))
+                || (clock_numbers && clock_cursor_is_past(after, position, self.clock.now_millis()))
             {
                 return FeedRead::Changes {
                     entries: Vec::new(),
@@ -431,10 +430,16 @@ mod tests {
         store.insert_if_absent(entry("b", Some(3_010), RevocationKind::Token));
         store.insert_if_absent(entry("c", None, RevocationKind::Token));
         let end = store.position();
-        assert_eq!(changes(store.read_feed(0, 10, true)), (vec!["a".into(), "b".into(), "c".into()], end, false));
+        assert_eq!(
+            changes(store.read_feed(0, 10, true)),
+            (vec!["a".into(), "b".into(), "c".into()], end, false)
+        );
         let (page, at, more) = changes(store.read_feed(0, 2, true));
         assert_eq!((page.len(), more), (2, true));
-        assert_eq!(changes(store.read_feed(at, 2, true)), (vec!["c".into()], end, false));
+        assert_eq!(
+            changes(store.read_feed(at, 2, true)),
+            (vec!["c".into()], end, false)
+        );
         assert_eq!(changes(store.read_feed(end, 2, true)), (vec![], end, false));
         // Expired entries leave the feed.
         clock.advance(std::time::Duration::from_secs(10));
@@ -443,7 +448,10 @@ mod tests {
         // position (a restarted memory store), has nothing after it.
         assert_eq!(store.read_feed(u64::MAX, 10, true), FeedRead::Unknown);
         let fresh = MemoryRevocationStore::with_clock(Arc::new(ManualClock::new(5_000_000)));
-        assert_eq!(changes(fresh.read_feed(end, 10, true)), (vec![], end, false));
+        assert_eq!(
+            changes(fresh.read_feed(end, 10, true)),
+            (vec![], end, false)
+        );
         assert_eq!(fresh.read_feed(end, 10, false), FeedRead::Unknown);
     }
 

@@ -462,16 +462,18 @@ async fn full_sync(
         .map_or_else(|| "0-0".to_string(), |id| id.id.clone());
     let mut entries: Vec<(RevocationEntry, Option<u64>)> = all
         .into_iter()
-        .filter_map(|(jti, json)| match serde_json::from_str::<RevocationEntry>(&json) {
-            Ok(e) => {
-                let seq = seqs.get(&jti).copied();
-                Some((e, seq))
-            }
-            Err(e) => {
-                tracing::warn!(%jti, error = %e, "malformed denylist entry in redis skipped");
-                None
-            }
-        })
+        .filter_map(
+            |(jti, json)| match serde_json::from_str::<RevocationEntry>(&json) {
+                Ok(e) => {
+                    let seq = seqs.get(&jti).copied();
+                    Some((e, seq))
+                }
+                Err(e) => {
+                    tracing::warn!(%jti, error = %e, "malformed denylist entry in redis skipped");
+                    None
+                }
+            },
+        )
         .collect();
     entries.sort_by(|(a, _), (b, _)| {
         a.revoked_at

@@ -357,8 +357,11 @@ impl TokenService {
         }
         let kid = header.kid.as_deref().ok_or(TokenError::UnknownKid)?;
         let key = self.verify_keys.get(kid).ok_or(TokenError::UnknownKid)?;
-        let data =
-            jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation(JwtAlg::RS256, any_audience))?;
+        let data = jsonwebtoken::decode::<AccessClaims>(
+            token,
+            key,
+            &self.validation(JwtAlg::RS256, any_audience),
+        )?;
         let claims = data.claims;
         if claims.token_type.is_some() {
             return Err(TokenError::WrongType);
