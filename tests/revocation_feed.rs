@@ -361,9 +361,9 @@ async fn an_unknown_last_event_id_gets_a_reset() {
     let served = serve(app.router.clone()).await;
     let url = format!("{}/revoked-jtis/stream", served.base);
     revoke(&app, "x").await;
-    let position = cursor_of(&poll(&app, "").await.body);
     let (svc, _) = service_token(&app, 3600);
     for id in ["18446744073709551615", "not-a-cursor"] {
+        let position = cursor_of(&poll(&app, "").await.body);
         let mut stream = Stream::open(&url, &svc, Some(id)).await;
         let ev = stream.next_event(Duration::from_secs(2)).await.unwrap();
         assert_eq!(ev.event, "reset", "{id}: {ev:?}");
@@ -465,14 +465,14 @@ async fn a_slow_reader_is_dropped() {
         .expect("the slow reader's connection was not closed");
     let text = String::from_utf8_lossy(&got);
     let received = text.matches("event: revoked").count();
+    // At most what was queued and buffered before the drop (possibly
+    // nothing: the drop may come before the connection wrote anything),
+    // and the connection aborted, not ended with the last chunk.
     assert!(
         received < EVENTS,
         "received all {received} events: not dropped"
     );
-    assert!(
-        received >= wallet_auth::http::STREAM_BUFFER / 2,
-        "received {received}"
-    );
+    assert!(!text.ends_with("0\r\n\r\n"), "ended cleanly: {received} events");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
