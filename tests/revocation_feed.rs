@@ -472,7 +472,10 @@ async fn a_slow_reader_is_dropped() {
         received < EVENTS,
         "received all {received} events: not dropped"
     );
-    assert!(!text.ends_with("0\r\n\r\n"), "ended cleanly: {received} events");
+    assert!(
+        !text.ends_with("0\r\n\r\n"),
+        "ended cleanly: {received} events"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
