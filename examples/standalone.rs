@@ -118,6 +118,8 @@ const FIELDS: &[(&str, Kind)] = &[
     ("statement", Kind::Text),
     ("chain_ids", Kind::CountList),
     ("require_signed_message", Kind::Bool),
+    ("audiences", Kind::List),
+    ("revocation_stream_max", Kind::Count),
 ];
 
 const ENV_PREFIX: &str = "SERVER_AUTH_";

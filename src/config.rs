@@ -119,6 +119,14 @@ pub struct AuthConfig {
     /// Refuses sign-ins that sign the bare nonce: every `/sign-in` must
     /// present the issued `message` (SPEC 9).
     pub require_signed_message: bool,
+    /// Further audiences a client may ask `/sign-in`, `/login` and
+    /// `/fleet/sessions` for (SPEC 2): the access token's `aud` is then that
+    /// audience, so a token minted for one downstream service is refused by
+    /// another. Empty by default; `audience` stays the default.
+    pub audiences: Vec<String>,
+    /// Most `/revoked-jtis/stream` connections open at once; past it a new
+    /// one is answered `503` with `Retry-After`.
+    pub revocation_stream_max: usize,
 }
 
 impl Default for AuthConfig {
@@ -165,6 +173,8 @@ impl Default for AuthConfig {
             statement: String::new(),
             chain_ids: vec![1],
             require_signed_message: false,
+            audiences: Vec::new(),
+            revocation_stream_max: 1000,
         }
     }
 }
@@ -279,6 +289,13 @@ impl AuthConfig {
         crate::message::MessageSettings::from_config(self)?;
         self.check_chain_ids()?;
         self.check_roles()?;
+        self.check_audiences()?;
+        if self.revocation_stream_max == 0 {
+            return Err(ConfigError::invalid(
+                "revocation_stream_max",
+                "must be at least 1",
+            ));
+        }
         self.check_fleet_secret()
     }
 
@@ -303,6 +320,36 @@ impl AuthConfig {
                 return Err(ConfigError::invalid(
                     "chain_ids",
                     format!("{id} is listed twice"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every audience a token may be minted for: `audience` first, then
+    /// those of `audiences` (without repeats).
+    pub fn all_audiences(&self) -> Vec<String> {
+        let mut all = vec![self.audience.clone()];
+        for a in &self.audiences {
+            if !all.contains(a) {
+                all.push(a.clone());
+            }
+        }
+        all
+    }
+
+    /// `audiences`: non-empty names without surrounding spaces or control
+    /// characters, each at most 1,024 characters.
+    fn check_audiences(&self) -> Result<(), ConfigError> {
+        for a in &self.audiences {
+            if a.is_empty()
+                || a.trim() != a
+                || a.chars().any(char::is_control)
+                || a.chars().count() > crate::auth::MAX_TEXT_LEN
+            {
+                return Err(ConfigError::invalid(
+                    "audiences",
+                    format!("{a:?} is not an audience name (non-empty, no surrounding spaces or control characters, at most 1024 characters)"),
                 ));
             }
         }

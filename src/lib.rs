@@ -59,13 +59,14 @@ pub use audit::{JsonlMintAuditStore, MemoryMintAuditStore, MintAuditStore, MintR
 pub use auth::{ChallengeRequest, IssuedChallenge, MAX_MESSAGE_LEN};
 pub use auth::{
     FleetRequest, FleetSession, Gate, MintView, RevokedJtis, SignInRequest, SignInResponse,
-    TokenPair, WalletAuth, WalletAuthBuilder, MAX_ADDRESS_LEN,
+    TokenPair, WalletAuth, WalletAuthBuilder, MAX_ADDRESS_LEN, MAX_DELTA,
 };
 pub use challenge::{ChallengeMeta, ChallengeStore, MemoryChallengeStore};
 pub use config::AuthConfig;
 pub use error::{ConfigError, Error, StoreError};
 pub use revocation::{
-    JsonlRevocationStore, MemoryRevocationStore, RevocationEntry, RevocationKind, RevocationStore,
+    FeedRead, JsonlRevocationStore, MemoryRevocationStore, RevocationEntry, RevocationKind,
+    RevocationStore,
 };
 #[cfg(feature = "redis")]
 pub use store_redis::{

@@ -19,6 +19,9 @@ use crate::wallet::ContractWalletVerifier;
 use crate::work::CpuLimiter;
 use crate::{AuthConfig, ConfigError};
 
+/// The longest silence on a revocation event stream (SPEC 7).
+const STREAM_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
 /// Builds a [`WalletAuth`]; see [`WalletAuth::builder`].
 #[must_use]
 pub struct WalletAuthBuilder {
@@ -33,6 +36,7 @@ pub struct WalletAuthBuilder {
     cpu_limits: Option<(usize, usize)>,
     login_limits: LoginLimits,
     contract_wallets: Option<Arc<dyn ContractWalletVerifier>>,
+    stream_keep_alive: Duration,
 }
 
 impl WalletAuth {
@@ -50,6 +54,7 @@ impl WalletAuth {
             cpu_limits: None,
             login_limits: LoginLimits::default(),
             contract_wallets: None,
+            stream_keep_alive: STREAM_KEEP_ALIVE,
         }
     }
 }
@@ -127,6 +132,14 @@ impl WalletAuthBuilder {
         self
     }
 
+    /// How long a `/revoked-jtis/stream` connection may go without a byte
+    /// before a keep-alive comment is sent (default 15 s, SPEC 7's bound;
+    /// at least 1 ms).
+    pub fn with_stream_keep_alive(mut self, every: Duration) -> Self {
+        self.stream_keep_alive = every.max(Duration::from_millis(1));
+        self
+    }
+
     /// Checks the configuration, loads keys and opens stores.
     ///
     /// Starts the background sweep of expired challenges (every
@@ -190,7 +203,8 @@ impl WalletAuthBuilder {
             config.issuer.clone(),
             config.audience.clone(),
             Arc::clone(&clock),
-        );
+        )
+        .with_audiences(&config.audiences);
 
         // A key that outlives the process (given, or read from a file) with
         // a denylist that does not would re-arm every revocation at restart.
@@ -284,6 +298,7 @@ impl WalletAuthBuilder {
             sweeper: Sweeper::new(self.sweep_interval),
             messages,
             contract_wallets: self.contract_wallets,
+            stream_keep_alive: self.stream_keep_alive,
         });
         inner.sweeper.ensure_started(&inner);
         Ok(WalletAuth { inner })

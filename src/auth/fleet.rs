@@ -24,6 +24,8 @@ pub struct FleetRequest {
     pub ttl: Option<i64>,
     /// Optional scope.
     pub scope: Option<String>,
+    /// The audience the token is for (SPEC 2); `None` means `audience`.
+    pub audience: Option<String>,
 }
 
 /// A minted fleet session.
@@ -85,6 +87,7 @@ impl WalletAuth {
         if let Some(scope) = &req.scope {
             check_len("scope", scope, MAX_TEXT_LEN)?;
         }
+        let aud = self.audience_for(req.audience.as_deref())?;
         let c = &self.inner.config;
         // Absent, null or 0: the configured default (as in pico).
         let ttl = match req.ttl.filter(|&t| t != 0) {
@@ -102,6 +105,7 @@ impl WalletAuth {
             session_id: Some(req.session_id.clone()),
             agent_id: Some(req.agent_id),
             scope: req.scope.filter(|s| !s.is_empty()),
+            aud,
             ..self.access_claims(&req.session_id, &role, now)
         };
         let records = self.audit_records(&[(&claims, "sign")]);

@@ -22,8 +22,11 @@ impl WalletAuth {
     /// # Errors
     /// `Unauthorized` (401) for a missing, invalid or revoked token;
     /// `Forbidden` (403) for a valid token with the wrong role.
+    ///
+    /// A token minted for any of the router's audiences (`audience` and
+    /// `audiences`) is accepted here: they are all the router's own.
     pub async fn authorize(&self, token: Option<&str>, gate: Gate) -> Result<AccessClaims, Error> {
-        let claims = self.authenticate(token).await?;
+        let claims = self.authenticate_for(token, true).await?;
         let role = claims.role.as_str();
         let ok = match gate {
             Gate::Operator => self.inner.operator_roles.contains(role),
@@ -36,18 +39,30 @@ impl WalletAuth {
         }
     }
 
-    /// Validates a Bearer token of ours (any role): signature, `iss`, `aud`,
-    /// `exp`, not a refresh token, not revoked.
+    /// Validates a Bearer token of ours (any role): signature, `iss`, `aud`
+    /// (the default `audience` only: a token minted for another of the
+    /// `audiences` belongs to another service), `exp`, not a refresh token,
+    /// not revoked.
     ///
     /// # Errors
     /// `Unauthorized` with the reason.
     pub async fn authenticate(&self, token: Option<&str>) -> Result<AccessClaims, Error> {
+        self.authenticate_for(token, false).await
+    }
+
+    async fn authenticate_for(
+        &self,
+        token: Option<&str>,
+        any_audience: bool,
+    ) -> Result<AccessClaims, Error> {
         let token = token.ok_or_else(|| Error::Unauthorized("missing bearer token".into()))?;
-        let claims = self
-            .inner
-            .tokens
-            .validate_access(token)
-            .map_err(|e| Error::Unauthorized(format!("invalid token: {e}")))?;
+        let tokens = &self.inner.tokens;
+        let claims = if any_audience {
+            tokens.validate_access_any_audience(token)
+        } else {
+            tokens.validate_access(token)
+        }
+        .map_err(|e| Error::Unauthorized(format!("invalid token: {e}")))?;
         if self.inner.revocations.get(&claims.jti).await?.is_some() {
             return Err(Error::Unauthorized("invalid token: token revoked".into()));
         }

@@ -23,12 +23,14 @@ pub(super) struct Session {
     pub(super) gen: u64,
     pub(super) auth_time: u64,
     pub(super) pwv: Option<String>,
+    /// The `aud` of the session's tokens (SPEC 2).
+    pub(super) aud: String,
 }
 
 impl Session {
     /// A new session (a sign-in or a login) beginning `now`: a fresh family,
     /// generation 0.
-    pub(super) fn begin(sub: &str, role: &str, now: u64, pwv: Option<String>) -> Self {
+    pub(super) fn begin(sub: &str, role: &str, now: u64, pwv: Option<String>, aud: String) -> Self {
         Self {
             sub: sub.to_string(),
             role: role.to_string(),
@@ -36,6 +38,7 @@ impl Session {
             gen: 0,
             auth_time: now,
             pwv,
+            aud,
         }
     }
 
@@ -48,6 +51,7 @@ impl Session {
             gen: claims.gen.saturating_add(1),
             auth_time: claims.session_start(),
             pwv: claims.pwv.clone(),
+            aud: claims.aud.clone(),
         }
     }
 
@@ -72,6 +76,23 @@ pub struct TokenPair {
 }
 
 impl WalletAuth {
+    /// The `aud` a client asked for (SPEC 2): the default `audience` when
+    /// it asked for none, else one of `audiences`.
+    ///
+    /// # Errors
+    /// `BadRequest` (`audience not allowed: <name>`) for any other.
+    pub(super) fn audience_for(&self, requested: Option<&str>) -> Result<String, Error> {
+        let Some(aud) = requested else {
+            return Ok(self.inner.config.audience.clone());
+        };
+        super::check_len("audience", aud, super::MAX_TEXT_LEN)?;
+        if self.inner.tokens.audiences().iter().any(|a| a == aud) {
+            Ok(aud.to_string())
+        } else {
+            Err(Error::BadRequest(format!("audience not allowed: {aud}")))
+        }
+    }
+
     pub(super) fn access_claims(&self, sub: &str, role: &str, now: u64) -> AccessClaims {
         let c = &self.inner.config;
         AccessClaims::new(
@@ -103,11 +124,12 @@ impl WalletAuth {
             jti: tokens.family_jti(&session.fam, session.gen, FamilyToken::Access),
             auth_time: Some(session.auth_time),
             exp: (now + c.access_token_expire_minutes * 60).min(end),
+            aud: session.aud.clone(),
             ..self.access_claims(&session.sub, &session.role, now)
         };
         let refresh = RefreshClaims {
             iss: c.issuer.clone(),
-            aud: c.audience.clone(),
+            aud: session.aud.clone(),
             sub: session.sub.clone(),
             iat: now,
             exp: (now + c.refresh_token_expire_days * 86_400).min(end),

@@ -44,7 +44,7 @@ pub use self::builder::WalletAuthBuilder;
 pub use self::fleet::{FleetRequest, FleetSession};
 pub use self::gate::Gate;
 pub use self::mint::TokenPair;
-pub use self::revocation::{MintView, RevokedJtis};
+pub use self::revocation::{MintView, RevokedJtis, MAX_DELTA};
 pub use self::sign_in::{
     ChallengeRequest, IssuedChallenge, SignInRequest, SignInResponse, MAX_MESSAGE_LEN,
 };
@@ -82,6 +82,8 @@ pub(crate) struct Inner {
     messages: crate::message::MessageSettings,
     /// The embedding app's EIP-1271 verifier, if any.
     contract_wallets: Option<Arc<dyn crate::wallet::ContractWalletVerifier>>,
+    /// The keep-alive interval of the revocation event streams.
+    stream_keep_alive: std::time::Duration,
 }
 
 /// The wallet-auth service: configuration, stores and keys behind one `Arc`.
@@ -112,6 +114,11 @@ impl WalletAuth {
     /// The configuration in force.
     pub fn config(&self) -> &AuthConfig {
         &self.inner.config
+    }
+
+    /// The keep-alive interval of the revocation event streams, for the edge.
+    pub(crate) fn stream_keep_alive(&self) -> std::time::Duration {
+        self.inner.stream_keep_alive
     }
 
     /// The rate limits (SPEC 10), for the edge.

@@ -11,9 +11,13 @@ use serde::Serialize;
 
 use super::{check_len, WalletAuth, MAX_TEXT_LEN};
 use crate::audit::MintRecord;
-use crate::revocation::{RevocationEntry, RevocationKind};
+use crate::revocation::{FeedRead, RevocationEntry, RevocationKind};
 use crate::token::AccessClaims;
 use crate::Error;
+
+/// Most entries one delta poll serves: a consumer further behind gets the
+/// full list (one cached, gzip-able body) instead.
+pub const MAX_DELTA: usize = 10_000;
 
 /// A mint record with its revocation status, as `/mints` serves it.
 #[derive(Debug, Clone, Serialize)]
@@ -35,6 +39,10 @@ pub struct RevokedJtis {
     /// The earliest `exp` among the items (epoch seconds), `u64::MAX` when
     /// none has one: from then on the list is out of date.
     pub valid_until: u64,
+    /// The feed position the list is complete up to (SPEC 7: every entry
+    /// numbered at or below it is listed); `None` when the store keeps no
+    /// feed.
+    pub cursor: Option<u64>,
     all: Arc<Vec<RevocationEntry>>,
     now: u64,
 }
@@ -45,7 +53,7 @@ impl RevokedJtis {
         let now = self.now;
         self.all
             .iter()
-            .filter(|e| e.kind == RevocationKind::Token)
+            .filter(|e| e.kind.is_served())
             .filter(move |e| e.exp.is_none_or(|exp| exp > now))
     }
 }
@@ -99,10 +107,13 @@ impl WalletAuth {
         // The version is read before the list: a change in between makes
         // the result look stale, never a stale result look current.
         let version = self.inner.revocations.version();
+        // The cursor too: an entry numbered at or below it is in the list.
+        let cursor = self.inner.revocations.feed_position();
         let all = self.inner.revocations.list().await?;
         let mut list = RevokedJtis {
             version,
             valid_until: u64::MAX,
+            cursor,
             all,
             now,
         };
@@ -116,6 +127,59 @@ impl WalletAuth {
     pub fn revoked_jtis_current(&self, version: u64, valid_until: u64) -> bool {
         let now = self.inner.clock.now_secs();
         version == self.inner.revocations.version() && now < valid_until
+    }
+
+    /// What a delta poll after cursor `after` serves (SPEC 7): the
+    /// operator revocations added since, oldest first, and the cursor to
+    /// continue from; `None` when the caller must take the full list
+    /// instead (the cursor is unknown, or more than [`MAX_DELTA`] entries
+    /// behind, or the store keeps no feed).
+    ///
+    /// # Errors
+    /// `Unavailable` when the store cannot answer.
+    pub async fn revoked_since(
+        &self,
+        after: u64,
+    ) -> Result<Option<(Vec<RevocationEntry>, u64)>, Error> {
+        Ok(match self.revocation_feed(after, MAX_DELTA).await? {
+            FeedRead::Changes {
+                entries,
+                position,
+                more: false,
+            } => Some((entries.into_iter().map(|(_, e)| e).collect(), position)),
+            _ => None,
+        })
+    }
+
+    /// The served entries of the change feed after `after` (see
+    /// [`RevocationStore::feed_after`](crate::RevocationStore::feed_after)).
+    ///
+    /// # Errors
+    /// `Unavailable` when the store cannot answer.
+    pub async fn revocation_feed(&self, after: u64, limit: usize) -> Result<FeedRead, Error> {
+        Ok(self.inner.revocations.feed_after(after, limit).await?)
+    }
+
+    /// The change feed's position; `None` when the store keeps no feed.
+    pub fn revocation_feed_position(&self) -> Option<u64> {
+        self.inner.revocations.feed_position()
+    }
+
+    /// A receiver that sees the change feed's position move.
+    pub fn revocation_feed_watch(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.inner.revocations.feed_watch()
+    }
+
+    /// Whether a Bearer token that was valid when a stream opened still is:
+    /// not expired at the router's clock, not revoked.
+    ///
+    /// # Errors
+    /// `Unavailable` when the store cannot answer (the caller closes).
+    pub async fn still_authorized(&self, jti: &str, exp: u64) -> Result<bool, Error> {
+        if exp <= self.inner.clock.now_secs() {
+            return Ok(false);
+        }
+        Ok(self.inner.revocations.get(jti).await?.is_none())
     }
 
     /// The newest `limit` audited mints with their revocation status.

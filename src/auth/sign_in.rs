@@ -61,6 +61,8 @@ pub struct SignInRequest {
     /// The message issued with the challenge, signed instead of the nonce
     /// (SPEC 9); required for `eip191` and `solana`.
     pub message: Option<String>,
+    /// The audience the tokens are for (SPEC 2); `None` means `audience`.
+    pub audience: Option<String>,
 }
 
 /// A successful sign-in.
@@ -214,6 +216,7 @@ impl WalletAuth {
         check_len("public_key", &req.public_key, MAX_HEX_LEN)?;
         check_len("signature", &req.signature, MAX_HEX_LEN)?;
         check_len("challenge", &req.challenge, MAX_CHALLENGE_LEN)?;
+        let aud = self.audience_for(req.audience.as_deref())?;
         if let Some(message) = &req.message {
             check_len("message", message, MAX_MESSAGE_LEN)?;
         }
@@ -251,7 +254,7 @@ impl WalletAuth {
 
         let wallet_id = id.into_owned();
         let (access, refresh) =
-            self.session_pair(&Session::begin(&wallet_id, "wallet", now, None), now);
+            self.session_pair(&Session::begin(&wallet_id, "wallet", now, None, aud), now);
         let access = AccessClaims {
             algorithm: Some(algorithm.as_str().to_string()),
             wallet_address: Some(wallet_id.clone()),

@@ -1,10 +1,12 @@
 //! Response bodies the edge builds once and serves many times: the JWKS
 //! document, and the `/revoked-jtis` body (JSON, and gzip'd for clients that
-//! accept it) cached until the denylist changes or one of its entries
-//! expires.
+//! accept it, each with its strong `ETag`) cached until the denylist changes
+//! or one of its entries expires; and the encodings of the change feed
+//! (SPEC 7): cursors, delta bodies, `If-None-Match`.
 
 use std::sync::{Arc, OnceLock, RwLock};
 
+use axum::http::{header, HeaderMap, HeaderValue};
 use bytes::Bytes;
 use serde::Serialize;
 
@@ -20,17 +22,87 @@ pub(super) struct Bodies {
 }
 
 /// One version of the `/revoked-jtis` body.
-struct PollBody {
+pub(super) struct PollBody {
     version: u64,
     valid_until: u64,
-    json: Bytes,
+    pub(super) json: Bytes,
     /// `json` gzip-compressed, made on the first request that accepts gzip.
     gzip: OnceLock<Bytes>,
+    /// The strong `ETag` of `json`: a digest of the bytes, so every
+    /// instance serving the same list gives the same tag.
+    pub(super) etag: HeaderValue,
+    /// The `ETag` of the gzip representation (another representation,
+    /// another strong tag).
+    pub(super) etag_gzip: HeaderValue,
 }
 
+/// The full list: `items` newest first, the `cursor` it is complete up to,
+/// and `"full": true` (what a delta poll with an unknown cursor answers;
+/// pico-client-auth reads `items` only).
 #[derive(Serialize)]
-struct Items<'a> {
+struct Full<'a> {
     items: Vec<&'a RevocationEntry>,
+    cursor: String,
+    full: bool,
+}
+
+/// A delta: `items` oldest first.
+#[derive(Serialize)]
+struct Delta<'a> {
+    items: &'a [RevocationEntry],
+    cursor: String,
+    full: bool,
+}
+
+/// A feed position as the wire carries it: an opaque string (today the
+/// decimal sequence number).
+pub(super) fn format_cursor(seq: u64) -> String {
+    seq.to_string()
+}
+
+/// A cursor this server may have issued: `None` for anything else (which
+/// the feed treats as unknown: the full list, or `reset` on the stream).
+pub(super) fn parse_cursor(raw: &str) -> Option<u64> {
+    if raw.is_empty() || raw.len() > 20 || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    raw.parse().ok()
+}
+
+/// Whether `If-None-Match` names `etag` (weak comparison, as RFC 9110
+/// asks for this header) or is `*`.
+pub(super) fn none_match(headers: &HeaderMap, etags: [&HeaderValue; 2]) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|tag| {
+            let tag = tag.strip_prefix("W/").unwrap_or(tag);
+            tag == "*" || etags.iter().any(|e| e.as_bytes() == tag.as_bytes())
+        })
+}
+
+/// The delta body `{"items":[...],"cursor":C,"full":false}`.
+pub(super) fn delta_json(items: &[RevocationEntry], cursor: u64) -> Result<Bytes, Error> {
+    serde_json::to_vec(&Delta {
+        items,
+        cursor: format_cursor(cursor),
+        full: false,
+    })
+    .map(Bytes::from)
+    .map_err(|e| Error::Internal(format!("serialize delta: {e}")))
+}
+
+/// A strong entity tag of `body`: 128 bits of its SHA-256, quoted.
+fn etag_of(body: &[u8], suffix: &str) -> HeaderValue {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body);
+    let tag = format!(
+        "\"{}{suffix}\"",
+        crate::hexcodec::encode(&digest.as_ref()[..16])
+    );
+    HeaderValue::from_str(&tag).unwrap_or_else(|_| HeaderValue::from_static("\"x\""))
 }
 
 impl Bodies {
@@ -55,16 +127,28 @@ impl Bodies {
             .ok_or_else(|| Error::Internal("the JWKS did not serialize".into()))
     }
 
-    /// The `/revoked-jtis` body, `{"items": [...]}`.
+    /// The `/revoked-jtis` body, `{"items": [...], "cursor", "full"}`.
+    #[cfg(test)]
     pub(super) async fn revoked_jtis_json(&self, auth: &WalletAuth) -> Result<Bytes, Error> {
         Ok(self.poll(auth).await?.json.clone())
+    }
+
+    /// The current full-list body (rebuilt when out of date).
+    pub(super) async fn revoked_jtis(&self, auth: &WalletAuth) -> Result<Arc<PollBody>, Error> {
+        self.poll(auth).await
     }
 
     /// The `/revoked-jtis` body gzip-compressed (`Content-Encoding: gzip`),
     /// for clients that send `Accept-Encoding: gzip`, as pico-client-auth's
     /// httpx does.
+    #[cfg(test)]
     pub(super) async fn revoked_jtis_gzip(&self, auth: &WalletAuth) -> Result<Bytes, Error> {
         let poll = self.poll(auth).await?;
+        Self::gzip_of(auth, &poll).await
+    }
+
+    /// The gzip representation of `poll`, made once.
+    pub(super) async fn gzip_of(auth: &WalletAuth, poll: &PollBody) -> Result<Bytes, Error> {
         if let Some(z) = poll.gzip.get() {
             return Ok(z.clone());
         }
@@ -81,13 +165,17 @@ impl Bodies {
             }
         }
         let list = auth.revoked_jtis().await?;
-        let json = serde_json::to_vec(&Items {
+        let json = serde_json::to_vec(&Full {
             items: list.items().collect(),
+            cursor: format_cursor(list.cursor.unwrap_or(0)),
+            full: true,
         })
         .map_err(|e| Error::Internal(format!("serialize denylist: {e}")))?;
         let poll = Arc::new(PollBody {
             version: list.version,
             valid_until: list.valid_until,
+            etag: etag_of(&json, ""),
+            etag_gzip: etag_of(&json, "-gzip"),
             json: Bytes::from(json),
             gzip: OnceLock::new(),
         });
@@ -179,6 +267,40 @@ mod tests {
         clock.advance(Duration::from_secs(10));
         let expired = bodies.revoked_jtis_json(&auth).await.unwrap();
         assert_eq!(jtis(&expired), ["newest", "forever"]);
+    }
+
+    #[test]
+    fn cursors_are_decimal_and_anything_else_is_unknown() {
+        use super::{format_cursor, parse_cursor};
+        assert_eq!(
+            parse_cursor(&format_cursor(1_764_000_000_000_123)),
+            Some(1_764_000_000_000_123)
+        );
+        assert_eq!(parse_cursor("0"), Some(0));
+        for bad in ["", "-1", "1.5", "abc", " 1", "99999999999999999999", "1%20"] {
+            assert_eq!(parse_cursor(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn if_none_match_names_either_tag_or_any() {
+        use super::none_match;
+        use axum::http::{HeaderMap, HeaderValue};
+        let (a, b) = (
+            HeaderValue::from_static("\"aa\""),
+            HeaderValue::from_static("\"aa-gzip\""),
+        );
+        let with = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert("if-none-match", HeaderValue::from_static(v));
+            none_match(&h, [&a, &b])
+        };
+        assert!(with("\"aa\""));
+        assert!(with("\"zz\", W/\"aa-gzip\""));
+        assert!(with("*"));
+        assert!(!with("\"a\""));
+        assert!(!with("aa"));
+        assert!(!none_match(&HeaderMap::new(), [&a, &b]));
     }
 
     #[test]

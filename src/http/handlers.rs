@@ -1,12 +1,13 @@
 //! Thin handlers: extract, call the domain, map to a reply.
 
-use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::extract::{Query, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::bodies::{self, Bodies};
 use super::extract::{Bearer, ClientIp, JsonObject};
 use super::routes::EdgeState;
 use crate::auth::{ChallengeRequest, FleetRequest, Gate, SignInRequest};
@@ -74,6 +75,7 @@ pub(super) async fn sign_in(
         challenge: body.str_or_empty("challenge")?,
         algorithm: algorithm_field(&body)?,
         message: body.str("message")?,
+        audience: body.str("audience")?,
     };
     Ok(Json(edge.auth.sign_in(req).await?).into_response())
 }
@@ -103,7 +105,12 @@ pub(super) async fn login(
 ) -> Result<Response, Error> {
     let email = body.str_or_empty("email")?;
     let password = body.str_or_empty("password")?;
-    Ok(Json(edge.auth.login(&email, &password, ip).await?).into_response())
+    let audience = body.str("audience")?;
+    let pair = edge
+        .auth
+        .login_for_audience(&email, &password, ip, audience.as_deref())
+        .await?;
+    Ok(Json(pair).into_response())
 }
 
 pub(super) async fn fleet_session(
@@ -121,6 +128,7 @@ pub(super) async fn fleet_session(
         role: body.str("role")?,
         ttl: body.int("ttl")?,
         scope: body.str("scope")?,
+        audience: body.str("audience")?,
     };
     Ok(Json(edge.auth.mint_fleet_session(secret, req).await?).into_response())
 }
@@ -148,19 +156,56 @@ pub(super) async fn revoked_jtis(
     State(edge): State<EdgeState>,
     Bearer(token): Bearer,
     headers: HeaderMap,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, Error> {
     edge.auth.authorize(token.as_deref(), Gate::Service).await?;
-    let mut resp = if accepts_gzip(&headers) {
-        let mut r = json_bytes(edge.bodies.revoked_jtis_gzip(&edge.auth).await?);
+    if let Some(since) = query.as_deref().and_then(since_param) {
+        // A cursor this server did not issue is unknown: the full list.
+        if let Some(after) = bodies::parse_cursor(since) {
+            if let Some((items, cursor)) = edge.auth.revoked_since(after).await? {
+                return Ok(json_bytes(bodies::delta_json(&items, cursor)?));
+            }
+        }
+    }
+    let poll = edge.bodies.revoked_jtis(&edge.auth).await?;
+    let gzip = accepts_gzip(&headers);
+    let etag = if gzip { &poll.etag_gzip } else { &poll.etag };
+    let mut resp = if bodies::none_match(&headers, [&poll.etag, &poll.etag_gzip]) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else if gzip {
+        let mut r = json_bytes(Bodies::gzip_of(&edge.auth, &poll).await?);
         r.headers_mut()
             .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         r
     } else {
-        json_bytes(edge.bodies.revoked_jtis_json(&edge.auth).await?)
+        json_bytes(poll.json.clone())
     };
-    resp.headers_mut()
-        .insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    let h = resp.headers_mut();
+    h.insert(header::ETAG, etag.clone());
+    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     Ok(resp)
+}
+
+pub(super) async fn revoked_jtis_stream(
+    State(edge): State<EdgeState>,
+    Bearer(token): Bearer,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, Error> {
+    let caller = edge.auth.authorize(token.as_deref(), Gate::Service).await?;
+    let resume = headers
+        .get("last-event-id")
+        .map(|v| v.to_str().unwrap_or(""))
+        .or_else(|| query.as_deref().and_then(since_param));
+    super::stream::open(&edge.hub, &edge.auth, caller, resume).await
+}
+
+/// The raw value of `since` in a query string, if present (a cursor needs
+/// no percent-decoding; one that has any is not ours).
+fn since_param(query: &str) -> Option<&str> {
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("since="))
 }
 
 /// Whether `Accept-Encoding` lists `gzip` (or `*`) with a non-zero quality.

@@ -9,7 +9,9 @@ mod handlers;
 mod limit;
 mod routes;
 mod serve;
+mod stream;
 
 pub use self::extract::{Bearer, Claims, ClientIp, JsonObject, MAX_BODY_BYTES};
 pub use self::routes::{rate_limited_routes, routes};
 pub use self::serve::{serve, ServeOptions};
+pub use self::stream::{STREAM_BUFFER, TOKEN_CHECK};

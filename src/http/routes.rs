@@ -13,12 +13,15 @@ use axum::Router;
 use super::bodies::Bodies;
 use super::extract::MAX_BODY_BYTES;
 use super::handlers;
+use super::stream::Hub;
 use crate::WalletAuth;
 
 /// The router's state: the service, and the bodies this router pre-builds.
 pub(super) struct Edge {
     pub(super) auth: WalletAuth,
     pub(super) bodies: Bodies,
+    /// The event streams of `/revoked-jtis/stream`.
+    pub(super) hub: Arc<Hub>,
 }
 
 pub(super) type EdgeState = Arc<Edge>;
@@ -57,7 +60,7 @@ struct Route {
     limited: bool,
 }
 
-const ROUTES: [Route; 9] = [
+const ROUTES: [Route; 10] = [
     Route {
         verb: Verb::Get,
         path: "/jwks",
@@ -108,6 +111,12 @@ const ROUTES: [Route; 9] = [
     },
     Route {
         verb: Verb::Get,
+        path: "/revoked-jtis/stream",
+        handler: |m| on(m, handlers::revoked_jtis_stream),
+        limited: false,
+    },
+    Route {
+        verb: Verb::Get,
         path: "/mints",
         handler: |m| on(m, handlers::mints),
         limited: false,
@@ -147,6 +156,10 @@ impl WalletAuth {
         let edge = Arc::new(Edge {
             auth: self.clone(),
             bodies: Bodies::new(self),
+            hub: Arc::new(Hub::new(
+                self.config().revocation_stream_max,
+                self.stream_keep_alive(),
+            )),
         });
         // With the per-IP limit off and no proxy trusted the layer would
         // only copy the peer address (which `ClientIp` reads anyway): leave

@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use dashmap::DashMap;
 use tokio::sync::OnceCell;
 
-use super::{MemoryRevocationStore, RevocationEntry, RevocationStore};
+use super::feed::SeqAllocator;
+use super::{FeedRead, MemoryRevocationStore, RevocationEntry, RevocationStore};
 use crate::clock::{SharedClock, SystemClock};
 use crate::jsonl::{self, JsonlWriter, RewriteStats};
 use crate::StoreError;
@@ -47,6 +48,15 @@ pub const COMPACT_MIN_DEAD_LINES: u64 = 1000;
 /// for one another, which keeps the writer's group commit. If the write
 /// fails, the cell stays empty and the next waiter tries its own write.
 ///
+/// # The change feed
+/// Each operator revocation's line carries its feed sequence number,
+/// `"seq"` (bookkeeping lines carry none), taken from a hybrid clock before
+/// the line is appended (`revocation::feed`). A line without one (written by
+/// pico-server-auth) is numbered one past the highest number before it in
+/// the file; compaction writes that number into the line. So a cursor means
+/// the same entry after a restart, and after a compaction. The feed's
+/// position moves only once every lower-numbered write has finished.
+///
 /// One gap remains: a revoke whose future is dropped (cancelled) after its
 /// line was queued may still get written while a waiter writes a second line
 /// for the same jti. The loader keeps the first unexpired line for a jti, so
@@ -60,6 +70,30 @@ pub struct JsonlRevocationStore {
     lines_in_file: AtomicU64,
     compact_min_dead: u64,
     compacting: AtomicBool,
+    seqs: SeqAllocator,
+}
+
+/// A stored line: the entry and, for an operator revocation written by this
+/// crate, its feed sequence number.
+#[derive(serde::Deserialize)]
+struct StoredLine {
+    #[serde(flatten)]
+    entry: RevocationEntry,
+    #[serde(default)]
+    seq: Option<u64>,
+}
+
+/// The feed sequence number of a line (the numbering rule shared by the
+/// loader and compaction): its own `seq`, or one past the highest number of
+/// the lines before it; `None` for a line outside the feed. Every line with
+/// a jti counts, expired and duplicate ones too, so both see one numbering.
+fn number_line(line: &StoredLine, last: &mut u64) -> Option<u64> {
+    if line.entry.jti.is_empty() || !line.entry.kind.is_served() {
+        return None;
+    }
+    let seq = line.seq.unwrap_or_else(|| last.saturating_add(1));
+    *last = (*last).max(seq);
+    Some(seq)
 }
 
 impl std::fmt::Debug for JsonlRevocationStore {
@@ -94,18 +128,22 @@ impl JsonlRevocationStore {
         let path = path.as_ref();
         let writer = JsonlWriter::open(path)?;
         let now = clock.now_secs();
-        let index = MemoryRevocationStore::with_clock(clock);
+        let index = MemoryRevocationStore::indexed(clock);
         let (mut lines, mut duplicates, mut no_jti, mut expired) = (0u64, 0usize, 0usize, 0usize);
-        for entry in jsonl::load::<RevocationEntry>(path)? {
+        let mut last_seq = 0u64;
+        for line in jsonl::load::<StoredLine>(path)? {
             lines += 1;
+            let seq = number_line(&line, &mut last_seq);
+            let entry = line.entry;
             if entry.jti.is_empty() {
                 no_jti += 1;
             } else if entry.is_expired(now) {
                 expired += 1;
-            } else if index.insert_if_absent(entry).is_some() {
+            } else if index.insert_at(entry, seq).is_some() {
                 duplicates += 1;
             }
         }
+        index.advance_feed(last_seq);
         tracing::info!(
             path = %path.display(),
             entries = index.len(),
@@ -121,6 +159,7 @@ impl JsonlRevocationStore {
             lines_in_file: AtomicU64::new(lines),
             compact_min_dead: COMPACT_MIN_DEAD_LINES,
             compacting: AtomicBool::new(false),
+            seqs: SeqAllocator::after(last_seq),
         })
     }
 
@@ -145,10 +184,14 @@ impl JsonlRevocationStore {
     /// As [`JsonlWriter::rewrite`]; the old file is then kept.
     pub async fn compact(&self, now: u64) -> Result<RewriteStats, StoreError> {
         let mut seen: HashSet<String> = HashSet::new();
+        let mut last_seq = 0u64;
         let stats = self
             .writer
             .rewrite(Box::new(move |line| {
-                let entry: RevocationEntry = serde_json::from_slice(line).ok()?;
+                let stored: StoredLine = serde_json::from_slice(line).ok()?;
+                let seq = number_line(&stored, &mut last_seq);
+                let had_seq = stored.seq.is_some();
+                let entry = stored.entry;
                 if entry.jti.is_empty() || entry.is_expired(now) || seen.contains(&entry.jti) {
                     return None;
                 }
@@ -158,6 +201,11 @@ impl JsonlRevocationStore {
                 {
                     // An older line with the subject: rewritten without it.
                     return entry.stored().to_line().ok().map(Cow::Owned);
+                }
+                if seq.is_some() && !had_seq {
+                    // Numbered by position: the number goes into the line,
+                    // so dropping the lines before it cannot renumber it.
+                    return entry.to_line_with_seq(seq).ok().map(Cow::Owned);
                 }
                 Some(Cow::Borrowed(line))
             }))
@@ -179,12 +227,24 @@ impl JsonlRevocationStore {
         if let Some(existing) = self.index.lookup_live(&entry.jti) {
             return Ok((existing, false));
         }
-        self.writer.append(vec![entry.to_line()?]).await?;
+        // A served entry is numbered before its line is written; the feed
+        // moves past the number once the write has finished either way
+        // (also when this future is dropped).
+        let numbered = entry.kind.is_served().then(|| SeqGuard {
+            store: self,
+            seq: self.seqs.allocate(self.index.clock().now_millis()),
+        });
+        let seq = numbered.as_ref().map(|g| g.seq);
+        self.writer
+            .append(vec![entry.to_line_with_seq(seq)?])
+            .await?;
         self.lines_in_file.fetch_add(1, Ordering::AcqRel);
-        Ok(match self.index.insert_if_absent(entry.clone()) {
+        let outcome = match self.index.insert_at(entry.clone(), seq) {
             Some(existing) => (existing, false),
             None => (entry, true),
-        })
+        };
+        drop(numbered);
+        Ok(outcome)
     }
 
     /// The one write for `entry.jti` (shared by concurrent callers); whether
@@ -211,6 +271,19 @@ impl JsonlRevocationStore {
             .await?
             .clone();
         Ok((stored, created))
+    }
+}
+
+/// Finishes a feed number when its write ends, however it ends.
+struct SeqGuard<'a> {
+    store: &'a JsonlRevocationStore,
+    seq: u64,
+}
+
+impl Drop for SeqGuard<'_> {
+    fn drop(&mut self) {
+        let watermark = self.store.seqs.finish(self.seq);
+        self.store.index.advance_feed(watermark);
     }
 }
 
@@ -268,6 +341,18 @@ impl RevocationStore for JsonlRevocationStore {
     fn version(&self) -> u64 {
         self.index.version()
     }
+
+    fn feed_position(&self) -> Option<u64> {
+        Some(self.index.position())
+    }
+
+    async fn feed_after(&self, after: u64, limit: usize) -> Result<FeedRead, StoreError> {
+        Ok(self.index.read_feed(after, limit, true))
+    }
+
+    fn feed_watch(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.index.watch_feed())
+    }
 }
 
 #[cfg(test)]
@@ -317,6 +402,81 @@ mod tests {
         assert!(store.in_flight.is_empty());
         let reopened = JsonlRevocationStore::open(&path).unwrap();
         assert_eq!(reopened.get("same").await.unwrap().as_ref(), Some(&got[0]));
+    }
+
+    fn feed_jtis(read: FeedRead) -> (Vec<(u64, String)>, u64) {
+        match read {
+            FeedRead::Changes {
+                entries, position, ..
+            } => (
+                entries.into_iter().map(|(s, e)| (s, e.jti)).collect(),
+                position,
+            ),
+            FeedRead::Unknown => panic!("unknown cursor"),
+        }
+    }
+
+    #[tokio::test]
+    async fn feed_numbers_survive_a_restart_and_a_compaction() {
+        use crate::clock::ManualClock;
+        use crate::RevocationKind;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        // Two lines as pico-server-auth writes them (no seq).
+        std::fs::write(
+            &path,
+            concat!(
+                "{\"jti\":\"p1\",\"revoked_at\":1.0,\"reason\":\"\",\"revoked_by\":\"x\"}\n",
+                "{\"jti\":\"p2\",\"revoked_at\":2.0,\"reason\":\"\",\"revoked_by\":\"x\",\"exp\":4000000}\n",
+            ),
+        )
+        .unwrap();
+        let clock = ManualClock::new(3_000_000_000);
+        let store = JsonlRevocationStore::open_with_clock(&path, Arc::new(clock.clone())).unwrap();
+        assert_eq!(store.feed_position(), Some(2));
+        store.revoke(entry("ours", "r")).await.unwrap();
+        store
+            .try_insert(RevocationEntry {
+                exp: Some(4_000_000),
+                kind: RevocationKind::RefreshUsed,
+                ..entry("used", "")
+            })
+            .await
+            .unwrap();
+        let (all, end) = feed_jtis(store.feed_after(0, 10).await.unwrap());
+        assert_eq!(
+            all,
+            [
+                (1, "p1".into()),
+                (2, "p2".into()),
+                (3_000_000_000_000, "ours".into())
+            ]
+        );
+        assert_eq!(end, 3_000_000_000_000);
+        drop(store);
+
+        // A restart numbers every line the same.
+        let store = JsonlRevocationStore::open_with_clock(&path, Arc::new(clock.clone())).unwrap();
+        assert_eq!(feed_jtis(store.feed_after(0, 10).await.unwrap()).0, all);
+        assert_eq!(store.feed_position(), Some(end));
+
+        // p2 and the bookkeeping line leave by compaction; p1 keeps its
+        // number, now written in its line, though p2 no longer follows it.
+        clock.advance(std::time::Duration::from_secs(1_000_001));
+        store.compact(4_000_001).await.unwrap();
+        drop(store);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(
+            text.contains("\"jti\":\"p1\"") && text.contains("\"seq\":1"),
+            "{text}"
+        );
+        let store = JsonlRevocationStore::open_with_clock(&path, Arc::new(clock.clone())).unwrap();
+        let (after, _) = feed_jtis(store.feed_after(0, 10).await.unwrap());
+        assert_eq!(
+            after,
+            [(1, "p1".into()), (3_000_000_000_000, "ours".into())]
+        );
     }
 
     #[tokio::test]

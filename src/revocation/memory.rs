@@ -1,22 +1,36 @@
 //! The in-memory denylist; also the index the persistent stores keep.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
+use tokio::sync::watch;
 
-use super::{RevocationEntry, RevocationStore};
+use super::feed::{clock_cursor_is_past, next_clock_seq};
+use super::{FeedRead, RevocationEntry, RevocationStore};
 use crate::clock::{SharedClock, SystemClock};
 use crate::StoreError;
 
 #[derive(Default)]
 struct Inner {
-    by_jti: HashMap<String, RevocationEntry>,
+    by_jti: HashMap<String, Held>,
     /// Newest first, rebuilt lazily.
     listed: Option<Arc<Vec<RevocationEntry>>>,
     /// Insertion order (oldest first).
     order: Vec<String>,
+    /// The served entries by feed sequence number.
+    by_seq: BTreeMap<u64, String>,
+    /// The last number this store handed out itself.
+    last_seq: u64,
+}
+
+struct Held {
+    entry: RevocationEntry,
+    /// Its feed sequence number; 0 for an entry outside the feed
+    /// (bookkeeping).
+    seq: u64,
 }
 
 /// The denylist in memory. Lost at restart: configure
@@ -29,6 +43,12 @@ struct Inner {
 pub struct MemoryRevocationStore {
     inner: RwLock<Inner>,
     version: AtomicU64,
+    /// The feed position (see [`RevocationStore::feed_position`]).
+    position: watch::Sender<u64>,
+    /// Whether this store numbers its served entries itself (a plain memory
+    /// store) or is told the numbers (the index of the JSON Lines and Redis
+    /// stores).
+    own_seqs: bool,
     /// The earliest `exp` held (`u64::MAX` when none): a purge before it
     /// has nothing to do.
     next_expiry: AtomicU64,
@@ -61,8 +81,20 @@ impl MemoryRevocationStore {
         Self {
             inner: RwLock::default(),
             version: AtomicU64::new(0),
+            position: watch::Sender::new(0),
+            own_seqs: true,
             next_expiry: AtomicU64::new(u64::MAX),
             clock,
+        }
+    }
+
+    /// The index of a persistent store: entries get the sequence numbers
+    /// their store gives ([`insert_at`](Self::insert_at)), and the feed
+    /// moves only when told ([`advance_feed`](Self::advance_feed)).
+    pub(crate) fn indexed(clock: SharedClock) -> Self {
+        Self {
+            own_seqs: false,
+            ..Self::with_clock(clock)
         }
     }
 
@@ -74,23 +106,126 @@ impl MemoryRevocationStore {
     /// The live entry already present for `entry.jti`, or `None` after
     /// inserting `entry` (as [`RevocationEntry::stored`] makes it). An
     /// expired entry counts as absent and is replaced. Never blocks on I/O.
+    ///
+    /// A plain memory store numbers a served entry it adds and moves its
+    /// feed to it; the index of a persistent store leaves it outside the
+    /// feed (its store uses [`insert_at`](Self::insert_at)).
     pub fn insert_if_absent(&self, entry: RevocationEntry) -> Option<RevocationEntry> {
+        self.insert_at(entry, None)
+    }
+
+    /// As [`insert_if_absent`](Self::insert_if_absent), a served entry
+    /// taking the feed sequence number `seq` (the feed does not move: see
+    /// [`advance_feed`](Self::advance_feed)).
+    pub(crate) fn insert_at(
+        &self,
+        entry: RevocationEntry,
+        seq: Option<u64>,
+    ) -> Option<RevocationEntry> {
         let entry = entry.stored();
         let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
         if let Some(existing) = inner.by_jti.get(&entry.jti) {
-            if !existing.is_expired(self.clock.now_secs()) {
-                return Some(existing.clone());
+            if !existing.entry.is_expired(self.clock.now_secs()) {
+                return Some(existing.entry.clone());
             }
+            let old_seq = existing.seq;
+            inner.by_seq.remove(&old_seq);
             inner.order.retain(|j| *j != entry.jti);
         }
         if let Some(exp) = entry.exp {
             self.next_expiry.fetch_min(exp, Ordering::AcqRel);
         }
+        let served = entry.kind.is_served();
+        let (seq, own) = match seq {
+            Some(seq) if served => (seq, false),
+            None if served && self.own_seqs => {
+                let seq = next_clock_seq(inner.last_seq, self.clock.now_millis());
+                inner.last_seq = seq;
+                (seq, true)
+            }
+            _ => (0, false),
+        };
+        if seq != 0 {
+            inner.by_seq.insert(seq, entry.jti.clone());
+        }
         inner.order.push(entry.jti.clone());
-        inner.by_jti.insert(entry.jti.clone(), entry);
+        inner.by_jti.insert(entry.jti.clone(), Held { entry, seq });
         inner.listed = None;
         self.version.fetch_add(1, Ordering::Release);
+        if own {
+            // Under the write lock: the feed moves in numbering order.
+            self.position.send_replace(seq);
+        }
         None
+    }
+
+    /// Moves the feed to `seq` (never back): every served entry numbered
+    /// at or below it must be in the index already.
+    pub(crate) fn advance_feed(&self, seq: u64) {
+        self.position.send_if_modified(|p| {
+            let moved = seq > *p;
+            if moved {
+                *p = seq;
+            }
+            moved
+        });
+    }
+
+    /// The feed's position.
+    pub(crate) fn position(&self) -> u64 {
+        *self.position.borrow()
+    }
+
+    /// A receiver of the feed's position.
+    pub(crate) fn watch_feed(&self) -> watch::Receiver<u64> {
+        self.position.subscribe()
+    }
+
+    /// The served, unexpired entries numbered after `after` up to the feed's
+    /// position, oldest first, at most `limit`. A cursor past the position
+    /// is [`FeedRead::Unknown`], unless `clock_numbers` (the numbers come
+    /// from the clock) and it is not in the future: then nothing follows it.
+    pub(crate) fn read_feed(&self, after: u64, limit: usize, clock_numbers: bool) -> FeedRead {
+        let position = self.position();
+        if after >= position {
+            if after == position
+                || (clock_numbers && clock_cursor_is_past(after, position, self.clock.now_millis()))
+            {
+                return FeedRead::Changes {
+                    entries: Vec::new(),
+                    position: after,
+                    more: false,
+                };
+            }
+            return FeedRead::Unknown;
+        }
+        let now = self.clock.now_secs();
+        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        let mut entries = Vec::new();
+        let mut more = false;
+        let range = (Bound::Excluded(after), Bound::Included(position));
+        for (&seq, jti) in inner.by_seq.range(range) {
+            let Some(held) = inner.by_jti.get(jti) else {
+                continue;
+            };
+            if !held.entry.kind.is_served() || held.entry.is_expired(now) {
+                continue;
+            }
+            if entries.len() >= limit {
+                more = true;
+                break;
+            }
+            entries.push((seq, held.entry.clone()));
+        }
+        let position = match (more, entries.last()) {
+            (true, Some((seq, _))) => *seq,
+            _ => position,
+        };
+        FeedRead::Changes {
+            entries,
+            position,
+            more,
+        }
     }
 
     /// The entry for `jti`, if present (expired or not).
@@ -100,7 +235,7 @@ impl MemoryRevocationStore {
             .unwrap_or_else(|p| p.into_inner())
             .by_jti
             .get(jti)
-            .cloned()
+            .map(|h| h.entry.clone())
     }
 
     /// The entry for `jti`, if present and not expired.
@@ -117,18 +252,24 @@ impl MemoryRevocationStore {
         }
         let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
         let before = inner.by_jti.len();
-        inner.by_jti.retain(|_, e| !e.is_expired(now));
+        inner.by_jti.retain(|_, h| !h.entry.is_expired(now));
         let removed = before - inner.by_jti.len();
         let next = inner
             .by_jti
             .values()
-            .filter_map(|e| e.exp)
+            .filter_map(|h| h.entry.exp)
             .min()
             .unwrap_or(u64::MAX);
         self.next_expiry.store(next, Ordering::Release);
         if removed > 0 {
-            let Inner { by_jti, order, .. } = &mut *inner;
+            let Inner {
+                by_jti,
+                order,
+                by_seq,
+                ..
+            } = &mut *inner;
             order.retain(|j| by_jti.contains_key(j));
+            by_seq.retain(|seq, j| by_jti.get(j).is_some_and(|h| h.seq == *seq));
             inner.listed = None;
             self.version.fetch_add(1, Ordering::Release);
         }
@@ -148,7 +289,7 @@ impl MemoryRevocationStore {
             .order
             .iter()
             .rev()
-            .filter_map(|j| inner.by_jti.get(j).cloned())
+            .filter_map(|j| inner.by_jti.get(j).map(|h| h.entry.clone()))
             .collect();
         let list = Arc::new(list);
         inner.listed = Some(Arc::clone(&list));
@@ -197,6 +338,18 @@ impl RevocationStore for MemoryRevocationStore {
 
     fn version(&self) -> u64 {
         self.version.load(Ordering::Acquire)
+    }
+
+    fn feed_position(&self) -> Option<u64> {
+        Some(self.position())
+    }
+
+    async fn feed_after(&self, after: u64, limit: usize) -> Result<FeedRead, StoreError> {
+        Ok(self.read_feed(after, limit, true))
+    }
+
+    fn feed_watch(&self) -> Option<watch::Receiver<u64>> {
+        Some(self.watch_feed())
     }
 }
 
@@ -249,6 +402,57 @@ mod tests {
         assert_eq!(store.purge(10_000), 1);
         assert_eq!(store.len(), 1);
         assert_eq!(store.purge(u64::MAX), 0);
+    }
+
+    fn changes(read: FeedRead) -> (Vec<String>, u64, bool) {
+        match read {
+            FeedRead::Changes {
+                entries,
+                position,
+                more,
+            } => (
+                entries.into_iter().map(|(_, e)| e.jti).collect(),
+                position,
+                more,
+            ),
+            FeedRead::Unknown => panic!("unknown cursor"),
+        }
+    }
+
+    #[test]
+    fn the_feed_serves_operator_revocations_oldest_first_in_pages() {
+        let clock = ManualClock::new(3_000_000);
+        let store = MemoryRevocationStore::with_clock(Arc::new(clock.clone()));
+        let start = store.position();
+        assert_eq!(start, 0);
+        store.insert_if_absent(entry("a", None, RevocationKind::Token));
+        store.insert_if_absent(entry("used", Some(4_000), RevocationKind::RefreshUsed));
+        store.insert_if_absent(entry("b", Some(3_010), RevocationKind::Token));
+        store.insert_if_absent(entry("c", None, RevocationKind::Token));
+        let end = store.position();
+        assert_eq!(
+            changes(store.read_feed(0, 10, true)),
+            (vec!["a".into(), "b".into(), "c".into()], end, false)
+        );
+        let (page, at, more) = changes(store.read_feed(0, 2, true));
+        assert_eq!((page.len(), more), (2, true));
+        assert_eq!(
+            changes(store.read_feed(at, 2, true)),
+            (vec!["c".into()], end, false)
+        );
+        assert_eq!(changes(store.read_feed(end, 2, true)), (vec![], end, false));
+        // Expired entries leave the feed.
+        clock.advance(std::time::Duration::from_secs(10));
+        assert_eq!(changes(store.read_feed(0, 10, true)).0, ["a", "c"]);
+        // A cursor from the future is unknown; one from the past, past the
+        // position (a restarted memory store), has nothing after it.
+        assert_eq!(store.read_feed(u64::MAX, 10, true), FeedRead::Unknown);
+        let fresh = MemoryRevocationStore::with_clock(Arc::new(ManualClock::new(5_000_000)));
+        assert_eq!(
+            changes(fresh.read_feed(end, 10, true)),
+            (vec![], end, false)
+        );
+        assert_eq!(fresh.read_feed(end, 10, false), FeedRead::Unknown);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The jti denylist: the [`RevocationStore`] trait and its backends.
 
+mod feed;
 mod jsonl;
 mod memory;
 
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use self::feed::FeedRead;
 pub use self::jsonl::{JsonlRevocationStore, COMPACT_MIN_DEAD_LINES};
 pub use self::memory::MemoryRevocationStore;
 use crate::StoreError;
@@ -31,6 +33,12 @@ pub enum RevocationKind {
 impl RevocationKind {
     fn is_token(&self) -> bool {
         *self == RevocationKind::Token
+    }
+
+    /// Whether entries of this kind are served to consumers (by
+    /// `/revoked-jtis` and its feed): operator revocations only.
+    pub fn is_served(&self) -> bool {
+        self.is_token()
     }
 
     /// Whether entries of this kind are the server's own bookkeeping (used
@@ -91,6 +99,23 @@ impl RevocationEntry {
     /// revocation in pico-server-auth's shape, a bookkeeping entry as
     /// `{"jti","revoked_at","exp","kind"}` only.
     pub(crate) fn to_line(&self) -> Result<Vec<u8>, StoreError> {
+        self.to_line_with_seq(None)
+    }
+
+    /// As [`to_line`](Self::to_line), an operator revocation also carrying
+    /// its feed sequence number as `"seq"` (pico-server-auth's loader
+    /// ignores the extra member).
+    pub(crate) fn to_line_with_seq(&self, seq: Option<u64>) -> Result<Vec<u8>, StoreError> {
+        #[derive(Serialize)]
+        struct Sequenced<'a> {
+            #[serde(flatten)]
+            entry: &'a RevocationEntry,
+            seq: u64,
+        }
+        if let (Some(seq), false) = (seq, self.kind.is_bookkeeping()) {
+            return serde_json::to_vec(&Sequenced { entry: self, seq })
+                .map_err(|e| StoreError::Backend(Box::new(e)));
+        }
         #[derive(Serialize)]
         struct Bookkeeping<'a> {
             jti: &'a str,
@@ -181,6 +206,36 @@ pub trait RevocationStore: Send + Sync + 'static {
 
     /// A number that changes whenever the set of entries changes.
     fn version(&self) -> u64;
+
+    /// The position of the change feed (SPEC 7): every served entry (an
+    /// operator revocation, [`RevocationKind::Token`]) whose sequence number
+    /// is at or below it is already in [`list`](RevocationStore::list).
+    /// Sequence numbers only grow, and stay valid across restarts (and, for
+    /// a shared backend, across instances). `None` (the default) means the
+    /// store keeps no feed: `/revoked-jtis` then answers every `since` with
+    /// the full list and the event stream is not offered.
+    fn feed_position(&self) -> Option<u64> {
+        None
+    }
+
+    /// The served entries with a sequence number after `after`, oldest
+    /// first, at most `limit` of them, only those whose `exp` has not
+    /// passed; [`FeedRead::Unknown`] when `after` is not a position this
+    /// feed can continue from. Answered from memory (the event stream and
+    /// delta polls call it); the default knows no position.
+    ///
+    /// # Errors
+    /// When the backend cannot answer (callers fail closed).
+    async fn feed_after(&self, after: u64, limit: usize) -> Result<FeedRead, StoreError> {
+        let _ = (after, limit);
+        Ok(FeedRead::Unknown)
+    }
+
+    /// A receiver that sees [`feed_position`](RevocationStore::feed_position)
+    /// whenever it moves; `None` when the store keeps no feed.
+    fn feed_watch(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 }
 
 #[async_trait]
@@ -202,5 +257,14 @@ impl<T: RevocationStore + ?Sized> RevocationStore for Arc<T> {
     }
     fn version(&self) -> u64 {
         (**self).version()
+    }
+    fn feed_position(&self) -> Option<u64> {
+        (**self).feed_position()
+    }
+    async fn feed_after(&self, after: u64, limit: usize) -> Result<FeedRead, StoreError> {
+        (**self).feed_after(after, limit).await
+    }
+    fn feed_watch(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        (**self).feed_watch()
     }
 }

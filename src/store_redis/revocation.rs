@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use tokio::sync::oneshot;
 
 use super::{timed, RedisOptions};
-use crate::revocation::{MemoryRevocationStore, RevocationEntry, RevocationStore};
+use crate::revocation::{FeedRead, MemoryRevocationStore, RevocationEntry, RevocationStore};
 use crate::StoreError;
 
 /// Insert-if-absent, the expiry index and `XADD` in one atomic step: the
@@ -24,8 +24,14 @@ use crate::StoreError;
 /// [`PURGE_ON_WRITE`] expired entries are deleted, so that Redis stays
 /// bounded by the live entries even when no instance runs the purge.
 ///
-/// KEYS: hash, feed, expiry index. ARGV: jti, entry JSON, feed cap, `exp`
-/// (empty when none), now (epoch seconds), purge limit.
+/// A served entry (an operator revocation) also takes the next number of
+/// the shared sequence (`INCR`), indexed in the sequence set and carried by
+/// its feed entry as `seq`: since the script is atomic, feed order is
+/// number order, and served entries are numbered without gaps.
+///
+/// KEYS: hash, feed, expiry index, sequence counter, sequence set. ARGV:
+/// jti, entry JSON, feed cap, `exp` (empty when none), now (epoch seconds),
+/// purge limit, `1` for a served entry.
 const REVOKE: &str = r"
 local existing = redis.call('HGET', KEYS[1], ARGV[1])
 if existing then
@@ -33,7 +39,8 @@ if existing then
   local exp = nil
   if ok and type(e) == 'table' then exp = tonumber(e['exp']) end
   if not (exp and exp <= tonumber(ARGV[5])) then
-    return {0, existing}
+    local s = redis.call('ZSCORE', KEYS[5], ARGV[1])
+    return {0, existing, tonumber(s or '0')}
   end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -42,24 +49,35 @@ if ARGV[4] ~= '' then
 else
   redis.call('ZREM', KEYS[3], ARGV[1])
 end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'entry', ARGV[2])
+local seq = 0
+if ARGV[7] == '1' then
+  seq = redis.call('INCR', KEYS[4])
+  redis.call('ZADD', KEYS[5], seq, ARGV[1])
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'entry', ARGV[2], 'seq', seq)
+else
+  redis.call('ZREM', KEYS[5], ARGV[1])
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'entry', ARGV[2])
+end
 local dead = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[5], 'LIMIT', 0, tonumber(ARGV[6]))
 for _, j in ipairs(dead) do
   if j ~= ARGV[1] then
     redis.call('HDEL', KEYS[1], j)
     redis.call('ZREM', KEYS[3], j)
+    redis.call('ZREM', KEYS[5], j)
   end
 end
-return {1, ARGV[2]}
+return {1, ARGV[2], seq}
 ";
 
 /// Deletes up to ARGV[2] entries whose `exp` (their score in the expiry
-/// index) is at or before ARGV[1]; returns how many. KEYS: hash, index.
+/// index) is at or before ARGV[1]; returns how many. KEYS: hash, index,
+/// sequence set.
 const PURGE: &str = r"
 local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, j in ipairs(dead) do
   redis.call('HDEL', KEYS[1], j)
   redis.call('ZREM', KEYS[2], j)
+  redis.call('ZREM', KEYS[3], j)
 end
 return #dead
 ";
@@ -109,14 +127,15 @@ impl Shared {
         Ok(())
     }
 
-    /// Adds entries missing locally, oldest first, except expired ones.
-    /// Only the purge removes entries: keeping a revocation Redis lost is
-    /// the safe side.
-    fn apply(&self, entries: impl IntoIterator<Item = RevocationEntry>) {
+    /// Adds entries missing locally (each with its feed number, when it
+    /// has one), oldest first, except expired ones. Only the purge removes
+    /// entries: keeping a revocation Redis lost is the safe side. The feed
+    /// does not move here (see [`Shared::advance`]).
+    fn apply(&self, entries: impl IntoIterator<Item = (RevocationEntry, Option<u64>)>) {
         let now = self.clock.now_secs();
-        for e in entries {
+        for (e, seq) in entries {
             if !e.is_expired(now) {
-                self.local.insert_if_absent(e);
+                self.local.insert_at(e, seq.filter(|&s| s > 0));
             }
         }
     }
@@ -154,6 +173,7 @@ pub struct RedisRevocationStore {
     hash_key: String,
     feed_key: String,
     expiry_key: String,
+    keys: SeqKeys,
     options: RedisOptions,
     _stop: oneshot::Sender<()>,
 }
@@ -178,18 +198,23 @@ impl RedisRevocationStore {
         let hash_key = format!("{}revoked", options.key_prefix);
         let feed_key = format!("{}revocations", options.key_prefix);
         let expiry_key = format!("{}revoked:exp", options.key_prefix);
+        let keys = SeqKeys {
+            counter: format!("{}revoked:seq", options.key_prefix),
+            set: format!("{}revoked:seqs", options.key_prefix),
+        };
         let shared = Arc::new(Shared {
-            local: MemoryRevocationStore::with_clock(Arc::clone(&clock)),
+            local: MemoryRevocationStore::indexed(Arc::clone(&clock)),
             clock,
             synced_ms: AtomicU64::new(0),
             max_staleness: options.max_staleness,
         });
         let mut first = conn.clone();
         let sent = shared.now_ms();
-        let (cursor, entries) =
-            full_sync(&mut first, &hash_key, &feed_key, options.op_timeout).await?;
+        let sync = full_sync(&mut first, &hash_key, &feed_key, &keys, options.op_timeout).await?;
+        let entries: Vec<RevocationEntry> = sync.entries.iter().map(|(e, _)| e.clone()).collect();
         index_expiries(&mut first, &expiry_key, &entries, options.op_timeout).await?;
-        shared.apply(entries);
+        let cursor = sync.cursor.clone();
+        shared.install(sync);
         shared.mark_synced(sent);
         let (stop, stopped) = oneshot::channel();
         let feed = Feed {
@@ -197,6 +222,7 @@ impl RedisRevocationStore {
             conn: feed_conn,
             hash_key: hash_key.clone(),
             feed_key: feed_key.clone(),
+            keys: keys.clone(),
             options: options.clone(),
             cursor,
         };
@@ -209,6 +235,7 @@ impl RedisRevocationStore {
             hash_key,
             feed_key,
             expiry_key,
+            keys,
             options,
             _stop: stop,
         })
@@ -230,25 +257,31 @@ impl RedisRevocationStore {
         let line = entry.to_line()?;
         let exp = entry.exp.map(|e| e.to_string()).unwrap_or_default();
         let mut conn = self.conn.clone();
-        let (created, stored): (i64, Vec<u8>) = timed(
+        let served = if entry.kind.is_served() { "1" } else { "0" };
+        let (created, stored, seq): (i64, Vec<u8>, u64) = timed(
             self.options.op_timeout,
             self.script
                 .key(&self.hash_key)
                 .key(&self.feed_key)
                 .key(&self.expiry_key)
+                .key(&self.keys.counter)
+                .key(&self.keys.set)
                 .arg(&entry.jti)
                 .arg(line)
                 .arg(self.options.feed_max_len.max(1))
                 .arg(exp)
                 .arg(self.shared.clock.now_secs())
                 .arg(PURGE_ON_WRITE)
+                .arg(served)
                 .invoke_async(&mut conn),
         )
         .await?;
         let stored: RevocationEntry =
             serde_json::from_slice(&stored).map_err(|e| StoreError::Backend(Box::new(e)))?;
-        // Read your own writes: this instance sees it before the feed says so.
-        self.shared.apply([stored.clone()]);
+        // Read your own writes: this instance sees it before the feed says
+        // so (the feed's position moves when the feed task reads it, in
+        // order with the other instances' entries).
+        self.shared.apply([(stored.clone(), Some(seq))]);
         Ok((stored, created == 1))
     }
 }
@@ -296,6 +329,7 @@ impl RevocationStore for RedisRevocationStore {
                 self.purge
                     .key(&self.hash_key)
                     .key(&self.expiry_key)
+                    .key(&self.keys.set)
                     .arg(now)
                     .arg(PURGE_BATCH)
                     .invoke_async(&mut conn),
@@ -321,16 +355,83 @@ impl RevocationStore for RedisRevocationStore {
     fn version(&self) -> u64 {
         self.shared.local.version()
     }
+
+    fn feed_position(&self) -> Option<u64> {
+        Some(self.shared.local.position())
+    }
+
+    /// From the local copy while it is fresh. A cursor past this
+    /// instance's position may come from another instance that is ahead:
+    /// one `GET` of the shared counter tells a lagging instance (nothing
+    /// after the cursor yet) from a cursor of another sequence (unknown).
+    async fn feed_after(&self, after: u64, limit: usize) -> Result<FeedRead, StoreError> {
+        self.shared.check_fresh()?;
+        let local = &self.shared.local;
+        if after <= local.position() {
+            return Ok(local.read_feed(after, limit, false));
+        }
+        let mut conn = self.conn.clone();
+        let counter: Option<u64> = timed(
+            self.options.op_timeout,
+            ::redis::cmd("GET")
+                .arg(&self.keys.counter)
+                .query_async(&mut conn),
+        )
+        .await?;
+        Ok(if after <= counter.unwrap_or(0) {
+            FeedRead::Changes {
+                entries: Vec::new(),
+                position: after,
+                more: false,
+            }
+        } else {
+            FeedRead::Unknown
+        })
+    }
+
+    fn feed_watch(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.shared.local.watch_feed())
+    }
 }
 
-/// The whole denylist and the feed position it corresponds to, read in one
-/// transaction. Entries come oldest first (by `revoked_at`, then jti).
+/// The keys of the shared feed numbering.
+#[derive(Debug, Clone)]
+struct SeqKeys {
+    /// `{prefix}revoked:seq`: the last number handed out.
+    counter: String,
+    /// `{prefix}revoked:seqs`: the served jtis scored by their number.
+    set: String,
+}
+
+/// What one full sync read, in one transaction.
+struct FullSync {
+    /// The feed (stream) id the sync corresponds to.
+    cursor: String,
+    /// Every entry with its number (when it has one), oldest first.
+    entries: Vec<(RevocationEntry, Option<u64>)>,
+    /// The shared counter: every number at or below it is in `entries`
+    /// (or was purged).
+    counter: u64,
+}
+
+impl Shared {
+    /// Applies a full sync and moves the feed to its counter.
+    fn install(&self, sync: FullSync) {
+        self.apply(sync.entries);
+        self.local.advance_feed(sync.counter);
+    }
+}
+
+/// The whole denylist, each entry's feed number, the shared counter and the
+/// stream position it corresponds to, read in one transaction. Entries come
+/// oldest first (by `revoked_at`, then jti).
 async fn full_sync(
     conn: &mut ConnectionManager,
     hash_key: &str,
     feed_key: &str,
+    keys: &SeqKeys,
     limit: Duration,
-) -> Result<(String, Vec<RevocationEntry>), StoreError> {
+) -> Result<FullSync, StoreError> {
     let mut pipe = ::redis::pipe();
     pipe.atomic()
         .cmd("XREVRANGE")
@@ -340,29 +441,50 @@ async fn full_sync(
         .arg("COUNT")
         .arg(1)
         .cmd("HGETALL")
-        .arg(hash_key);
-    let (last, all): (StreamRangeReply, HashMap<String, String>) =
-        timed(limit, pipe.query_async(conn)).await?;
+        .arg(hash_key)
+        .cmd("ZRANGE")
+        .arg(&keys.set)
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .cmd("GET")
+        .arg(&keys.counter);
+    #[allow(clippy::type_complexity)]
+    let (last, all, seqs, counter): (
+        StreamRangeReply,
+        HashMap<String, String>,
+        HashMap<String, u64>,
+        Option<u64>,
+    ) = timed(limit, pipe.query_async(conn)).await?;
     let cursor = last
         .ids
         .first()
         .map_or_else(|| "0-0".to_string(), |id| id.id.clone());
-    let mut entries: Vec<RevocationEntry> = all
+    let mut entries: Vec<(RevocationEntry, Option<u64>)> = all
         .into_iter()
-        .filter_map(|(jti, json)| match serde_json::from_str(&json) {
-            Ok(e) => Some(e),
-            Err(e) => {
-                tracing::warn!(%jti, error = %e, "malformed denylist entry in redis skipped");
-                None
-            }
-        })
+        .filter_map(
+            |(jti, json)| match serde_json::from_str::<RevocationEntry>(&json) {
+                Ok(e) => {
+                    let seq = seqs.get(&jti).copied();
+                    Some((e, seq))
+                }
+                Err(e) => {
+                    tracing::warn!(%jti, error = %e, "malformed denylist entry in redis skipped");
+                    None
+                }
+            },
+        )
         .collect();
-    entries.sort_by(|a, b| {
+    entries.sort_by(|(a, _), (b, _)| {
         a.revoked_at
             .total_cmp(&b.revoked_at)
             .then_with(|| a.jti.cmp(&b.jti))
     });
-    Ok((cursor, entries))
+    Ok(FullSync {
+        cursor,
+        entries,
+        counter: counter.unwrap_or(0),
+    })
 }
 
 /// The background task that keeps one instance's copy fresh.
@@ -371,6 +493,7 @@ struct Feed {
     conn: ConnectionManager,
     hash_key: String,
     feed_key: String,
+    keys: SeqKeys,
     options: RedisOptions,
     cursor: String,
 }
@@ -420,14 +543,20 @@ impl Feed {
             return Ok(false);
         };
         if *need_full || last_full.elapsed() >= o.resync_interval {
-            let (cursor, entries) =
-                full_sync(&mut self.conn, &self.hash_key, &self.feed_key, o.op_timeout).await?;
+            let sync = full_sync(
+                &mut self.conn,
+                &self.hash_key,
+                &self.feed_key,
+                &self.keys,
+                o.op_timeout,
+            )
+            .await?;
             let Some(shared) = self.shared.upgrade() else {
                 return Ok(false);
             };
-            shared.apply(entries);
+            self.cursor = sync.cursor.clone();
+            shared.install(sync);
             shared.mark_synced(sent);
-            self.cursor = cursor;
             *need_full = false;
             *last_full = Instant::now();
             return Ok(true);
@@ -456,12 +585,25 @@ impl Feed {
             .unwrap_or_default();
         let n = ids.len();
         for id in ids {
+            let seq = id.get::<u64>("seq");
             match id
                 .get::<String>("entry")
                 .map(|json| serde_json::from_str::<RevocationEntry>(&json))
             {
-                Some(Ok(e)) => shared.apply([e]),
+                Some(Ok(e)) => shared.apply([(e, seq)]),
                 _ => tracing::warn!(id = %id.id, "malformed denylist feed entry skipped"),
+            }
+            if let Some(seq) = seq {
+                // Served entries are numbered without gaps, in feed order:
+                // a gap means the feed lost entries (trimmed while this
+                // instance was behind). The feed stays before the gap until
+                // a full sync has every entry.
+                let position = shared.local.position();
+                if seq == position + 1 {
+                    shared.local.advance_feed(seq);
+                } else if seq > position {
+                    *need_full = true;
+                }
             }
             self.cursor = id.id;
         }

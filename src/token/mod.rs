@@ -154,6 +154,8 @@ pub struct TokenService {
     refresh_dec: DecodingKey,
     issuer: String,
     audience: String,
+    /// Every audience this service mints for (`audience` first).
+    audiences: Vec<String>,
     clock: SharedClock,
     header_b64: String,
 }
@@ -272,10 +274,28 @@ impl TokenService {
             refresh_enc: EncodingKey::from_secret(refresh_secret),
             refresh_dec: DecodingKey::from_secret(refresh_secret),
             issuer,
+            audiences: vec![audience.clone()],
             audience,
             clock,
             header_b64,
         }
+    }
+
+    /// Also mints for, and accepts where noted, these further audiences
+    /// (SPEC 2: `audiences`); `audience` stays the default.
+    #[must_use]
+    pub fn with_audiences(mut self, audiences: &[String]) -> Self {
+        for a in audiences {
+            if !self.audiences.contains(a) {
+                self.audiences.push(a.clone());
+            }
+        }
+        self
+    }
+
+    /// Every audience this service mints for, the default first.
+    pub fn audiences(&self) -> &[String] {
+        &self.audiences
     }
 
     /// The keys served at `/jwks`.
@@ -338,10 +358,14 @@ impl TokenService {
         jsonwebtoken::encode(&header, claims, &self.refresh_enc).map_err(|_| TokenError::Signing)
     }
 
-    fn validation(&self, alg: JwtAlg) -> Validation {
+    fn validation(&self, alg: JwtAlg, any_audience: bool) -> Validation {
         let mut v = Validation::new(alg);
         v.set_issuer(&[&self.issuer]);
-        v.set_audience(&[&self.audience]);
+        if any_audience {
+            v.set_audience(&self.audiences);
+        } else {
+            v.set_audience(&[&self.audience]);
+        }
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         // Expiry is checked against our own clock below.
         v.validate_exp = false;
@@ -366,6 +390,24 @@ impl TokenService {
     /// # Errors
     /// The [`TokenError`] of the first failed check.
     pub fn validate_access(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        self.validate_access_for(token, false)
+    }
+
+    /// As [`validate_access`](Self::validate_access), accepting a token
+    /// minted for any of this service's [`audiences`](Self::audiences) (the
+    /// router's own gated routes accept every audience it mints for).
+    ///
+    /// # Errors
+    /// The [`TokenError`] of the first failed check.
+    pub fn validate_access_any_audience(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        self.validate_access_for(token, true)
+    }
+
+    fn validate_access_for(
+        &self,
+        token: &str,
+        any_audience: bool,
+    ) -> Result<AccessClaims, TokenError> {
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Malformed);
         }
@@ -392,10 +434,10 @@ impl TokenService {
         }
         let claims = match key {
             Verifier::Rs256(key) => {
-                jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation(JwtAlg::RS256))?
+                jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation(JwtAlg::RS256, any_audience))?
                     .claims
             }
-            Verifier::MlDsa65(key) => self.decode_ml_dsa_65(token, key)?,
+            Verifier::MlDsa65(key) => self.decode_ml_dsa_65(token, key, any_audience)?,
         };
         if claims.token_type.is_some() {
             return Err(TokenError::WrongType);
@@ -414,6 +456,7 @@ impl TokenService {
         &self,
         token: &str,
         key: &VerifyingKey,
+        any_audience: bool,
     ) -> Result<AccessClaims, TokenError> {
         let (signing_input, sig_b64) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
         let (_, payload_b64) = signing_input.split_once('.').ok_or(TokenError::Malformed)?;
@@ -428,15 +471,22 @@ impl TokenService {
         if claims.iss != self.issuer {
             return Err(TokenError::WrongIssuer);
         }
-        if claims.aud != self.audience {
+        let aud_ok = if any_audience {
+            self.audiences.iter().any(|a| *a == claims.aud)
+        } else {
+            claims.aud == self.audience
+        };
+        if !aud_ok {
             return Err(TokenError::WrongAudience);
         }
         Ok(claims)
     }
 
     /// Validates a refresh token: HS256 under the refresh key, header `typ`
-    /// `refresh+jwt`, `type` = `refresh`, `iss`, `aud`, `exp`. The denylist
-    /// and one-time use are the caller's checks.
+    /// `refresh+jwt`, `type` = `refresh`, `iss`, `aud` (any of
+    /// [`audiences`](Self::audiences): a refresh token carries its session's
+    /// audience), `exp`. The denylist and one-time use are the caller's
+    /// checks.
     ///
     /// # Errors
     /// The [`TokenError`] of the first failed check.
@@ -454,7 +504,7 @@ impl TokenService {
         let data = jsonwebtoken::decode::<RefreshClaims>(
             token,
             &self.refresh_dec,
-            &self.validation(JwtAlg::HS256),
+            &self.validation(JwtAlg::HS256, true),
         )?;
         let claims = data.claims;
         if claims.token_type != "refresh" {

@@ -6,6 +6,7 @@ pub mod forge;
 pub mod proxy;
 pub mod redis_server;
 pub mod server;
+pub mod sse;
 pub mod wallets;
 
 use std::sync::Arc;
