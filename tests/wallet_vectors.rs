@@ -104,7 +104,9 @@ fn fixture_covers_every_algorithm_and_twin() {
             .filter(|c| c.algorithm == alg && c.expect == expect)
             .count()
     };
-    for alg in Algorithm::ALL {
+    // The pico algorithms: the account algorithms (eip191, solana) sign a
+    // message and have their own vectors in tests/siwe.rs.
+    for alg in Algorithm::ALL.into_iter().filter(|a| a.is_pico()) {
         assert!(count(alg, "ok") >= 3, "{alg}: valid cases");
         assert!(count(alg, "BadSignature") >= 3, "{alg}: must-fail cases");
     }
@@ -141,7 +143,12 @@ fn verifier(alg: Algorithm) -> Verifier {
 }
 
 fn any_algorithm() -> impl Strategy<Value = Algorithm> {
-    prop::sample::select(Algorithm::ALL.to_vec())
+    prop::sample::select(
+        Algorithm::ALL
+            .into_iter()
+            .filter(|a| a.is_pico())
+            .collect::<Vec<_>>(),
+    )
 }
 
 /// Byte strings of arbitrary length, plus ones of exactly the lengths the
@@ -196,7 +203,7 @@ proptest! {
     ) {
         let _ = check_encoding(alg, &pk, &sig);
         prop_assert!(verify(alg, &pk, &msg, &sig).is_err());
-        for alg in Algorithm::ALL {
+        for alg in Algorithm::ALL.into_iter().filter(|a| a.is_pico()) {
             prop_assert!(verifier(alg)(&pk, &msg, &sig).is_err());
         }
     }
