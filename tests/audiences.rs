@@ -28,7 +28,11 @@ fn config() -> AuthConfig {
 /// checks: RS256 over our JWKS, `iss`, `aud`, `exp`).
 fn accepted_by(app: &TestApp, token: &str, audience: &str) -> bool {
     let jwk = &app.auth.jwks()[0];
-    let key = jsonwebtoken::DecodingKey::from_rsa_components(jwk.n.as_deref().unwrap(), jwk.e.as_deref().unwrap()).unwrap();
+    let key = jsonwebtoken::DecodingKey::from_rsa_components(
+        jwk.n.as_deref().unwrap(),
+        jwk.e.as_deref().unwrap(),
+    )
+    .unwrap();
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
     v.set_issuer(&["http://localhost:8100"]);
     v.set_audience(&[audience]);

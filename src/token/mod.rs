@@ -434,8 +434,12 @@ impl TokenService {
         }
         let claims = match key {
             Verifier::Rs256(key) => {
-                jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation(JwtAlg::RS256, any_audience))?
-                    .claims
+                jsonwebtoken::decode::<AccessClaims>(
+                    token,
+                    key,
+                    &self.validation(JwtAlg::RS256, any_audience),
+                )?
+                .claims
             }
             Verifier::MlDsa65(key) => self.decode_ml_dsa_65(token, key, any_audience)?,
         };
