@@ -476,7 +476,7 @@ impl TokenService {
             return Err(TokenError::WrongIssuer);
         }
         let aud_ok = if any_audience {
-            self.audiences.iter().any(|a| *a == claims.aud)
+            self.audiences.contains(&claims.aud)
         } else {
             claims.aud == self.audience
         };
