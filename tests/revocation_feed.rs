@@ -38,6 +38,17 @@ async fn poll(app: &TestApp, query: &str) -> common::Reply {
     r
 }
 
+/// `GET /revoked-jtis` with `If-None-Match: tag`.
+async fn poll_if_none_match(app: &TestApp, bearer: &str, tag: &str) -> common::Reply {
+    app.raw(
+        "GET",
+        "/revoked-jtis",
+        Vec::new(),
+        &[("authorization", bearer), ("if-none-match", tag)],
+    )
+    .await
+}
+
 #[tokio::test]
 async fn the_poll_carries_a_strong_etag_and_a_matching_poll_is_a_304() {
     let app = common::default_app();
@@ -52,37 +63,16 @@ async fn the_poll_carries_a_strong_etag_and_a_matching_poll_is_a_304() {
     );
 
     let svc = format!("Bearer {}", token_with_role(&app, "service"));
-    let again = app
-        .raw(
-            "GET",
-            "/revoked-jtis",
-            Vec::new(),
-            &[("authorization", &svc), ("if-none-match", &etag)],
-        )
-        .await;
+    let again = poll_if_none_match(&app, &svc, &etag).await;
     assert_eq!(again.status, StatusCode::NOT_MODIFIED);
     assert_eq!(again.body, Value::Null, "a 304 has no body");
     assert_eq!(again.headers["etag"], etag.as_str());
 
     // Another tag, or a changed list: the whole body again, with a new tag.
-    let other = app
-        .raw(
-            "GET",
-            "/revoked-jtis",
-            Vec::new(),
-            &[("authorization", &svc), ("if-none-match", "\"nope\"")],
-        )
-        .await;
+    let other = poll_if_none_match(&app, &svc, "\"nope\"").await;
     assert_eq!(other.status, StatusCode::OK);
     revoke(&app, "second").await;
-    let changed = app
-        .raw(
-            "GET",
-            "/revoked-jtis",
-            Vec::new(),
-            &[("authorization", &svc), ("if-none-match", &etag)],
-        )
-        .await;
+    let changed = poll_if_none_match(&app, &svc, &etag).await;
     assert_eq!(changed.status, StatusCode::OK);
     assert_eq!(item_jtis(&changed.body), ["second", "first"]);
     assert_ne!(changed.headers["etag"], etag.as_str());
