@@ -4,18 +4,22 @@
 # load on core 1, limits off. E.g.: git worktree add /tmp/old e61683f && (cd /tmp/old && cargo build
 # --release --example standalone) && BEFORE=/tmp/old/target/release/examples/standalone
 # AFTER=target/release/examples/standalone bash bench/ab.sh
+# ENV_BEFORE / ENV_AFTER add settings to one side (space-separated VAR=VALUE), so one binary can
+# be compared with itself: BEFORE=$B AFTER=$B ENV_AFTER=SERVER_AUTH_ALGORITHM=ML-DSA-65 bash bench/ab.sh
 set -uo pipefail
 REPS=${REPS:-5} DUR=${DUR:-5} CONNS=16
 ROOT=$(cd "$(dirname "$0")/.." && pwd) OUT=${OUT:-$ROOT/target/bench-ab}; rm -rf $OUT; mkdir -p $OUT
 SECRET=bench-fleet-secret-of-32-bytes-or-more PASSWORD=bench-admin-password PREFIX=/api/v1/auth
 LOADTEST=${LOADTEST:-$ROOT/target/release/examples/loadtest}
+declare -A EXTRA=([before]="${ENV_BEFORE:-}" [after]="${ENV_AFTER:-}")
 declare -A BINS=([before]=${BEFORE:?BEFORE=path of the old standalone} [after]=${AFTER:?AFTER=path of the new standalone}) PORT=([before]=18200 [after]=18201) SPID
 env_=(env RUST_LOG=warn SERVER_AUTH_FLEET_MINT_SECRET=$SECRET SERVER_AUTH_AUTO_CREATE_ADMIN=true
   SERVER_AUTH_ADMIN_PASSWORD=$PASSWORD SERVER_AUTH_CHALLENGE_TTL_SECONDS=3600
   SERVER_AUTH_RATE_LIMIT_PER_IP_PER_MINUTE=0 SERVER_AUTH_REFRESH_PER_FAMILY_PER_MINUTE=0 SERVER_AUTH_ALLOW_MEMORY_REVOCATIONS=false)
 for v in before after; do
   mkdir -p $OUT/$v
-  "${env_[@]}" taskset -c 0 ${BINS[$v]} --listen 127.0.0.1:${PORT[$v]} --data-dir $OUT/$v > $OUT/$v.log 2>&1 &
+  # shellcheck disable=SC2086 # EXTRA is a list of VAR=VALUE words
+  "${env_[@]}" ${EXTRA[$v]} taskset -c 0 ${BINS[$v]} --listen 127.0.0.1:${PORT[$v]} --data-dir $OUT/$v > $OUT/$v.log 2>&1 &
   SPID[$v]=$!
   for _ in $(seq 600); do grep -q 'listening on' $OUT/$v.log && break; sleep 0.1; done
   grep -q 'listening on' $OUT/$v.log || { cat $OUT/$v.log; exit 1; }

@@ -1,5 +1,5 @@
 -- One fixed request, from the environment: METHOD, BODY, AUTH (a bearer
--- token), FLEET_SECRET, ACCEPT_ENCODING. Used by bench/run.sh for every fixed-body path.
+-- token), FLEET_SECRET, ACCEPT_ENCODING, IF_NONE_MATCH (an ETag). Used by bench/run.sh for every fixed-body path.
 wrk.method = os.getenv("METHOD") or "GET"
 local body = os.getenv("BODY")
 if body and body ~= "" then
@@ -17,4 +17,8 @@ end
 local enc = os.getenv("ACCEPT_ENCODING")
 if enc and enc ~= "" then
   wrk.headers["Accept-Encoding"] = enc
+end
+local etag = os.getenv("IF_NONE_MATCH")
+if etag and etag ~= "" then
+  wrk.headers["If-None-Match"] = etag
 end

@@ -299,6 +299,7 @@ impl WalletAuthBuilder {
             messages,
             contract_wallets: self.contract_wallets,
             stream_keep_alive: self.stream_keep_alive,
+            verified: Default::default(),
         });
         inner.sweeper.ensure_started(&inner);
         Ok(WalletAuth { inner })

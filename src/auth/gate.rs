@@ -1,6 +1,7 @@
 //! The Bearer gates of the operator routes: [`WalletAuth::authenticate`]
 //! (any valid access token of ours) and [`WalletAuth::authorize`] (one whose
-//! role a [`Gate`] admits).
+//! role a [`Gate`] admits). A token that verified is remembered for a
+//! while (`super::verified`); the denylist is checked on every request.
 
 use super::WalletAuth;
 use crate::token::AccessClaims;
@@ -56,13 +57,22 @@ impl WalletAuth {
         any_audience: bool,
     ) -> Result<AccessClaims, Error> {
         let token = token.ok_or_else(|| Error::Unauthorized("missing bearer token".into()))?;
-        let tokens = &self.inner.tokens;
-        let claims = if any_audience {
-            tokens.validate_access_any_audience(token)
-        } else {
-            tokens.validate_access(token)
-        }
-        .map_err(|e| Error::Unauthorized(format!("invalid token: {e}")))?;
+        let now = self.inner.clock.now_secs();
+        let verified = &self.inner.verified;
+        let claims = match verified.get(token, any_audience, now) {
+            Some(claims) => claims,
+            None => {
+                let tokens = &self.inner.tokens;
+                let claims = if any_audience {
+                    tokens.validate_access_any_audience(token)
+                } else {
+                    tokens.validate_access(token)
+                }
+                .map_err(|e| Error::Unauthorized(format!("invalid token: {e}")))?;
+                verified.insert(token, &claims, any_audience, now);
+                claims
+            }
+        };
         if self.inner.revocations.get(&claims.jti).await?.is_some() {
             return Err(Error::Unauthorized("invalid token: token revoked".into()));
         }

@@ -39,6 +39,7 @@ mod refresh;
 mod revocation;
 mod sign_in;
 mod sweeper;
+mod verified;
 
 pub use self::builder::WalletAuthBuilder;
 pub use self::fleet::{FleetRequest, FleetSession};
@@ -84,6 +85,8 @@ pub(crate) struct Inner {
     contract_wallets: Option<Arc<dyn crate::wallet::ContractWalletVerifier>>,
     /// The keep-alive interval of the revocation event streams.
     stream_keep_alive: std::time::Duration,
+    /// Bearer tokens the gates have verified (`gate.rs`).
+    verified: verified::VerifiedTokens,
 }
 
 /// The wallet-auth service: configuration, stores and keys behind one `Arc`.
