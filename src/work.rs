@@ -12,8 +12,8 @@
 //! server's CPU.)
 
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;

@@ -137,7 +137,12 @@ pub enum ShedReason {
     CpuQueue,
 }
 
-const SHED_REASONS: [&str; 4] = ["rate_limit", "login_lockout", "challenges_full", "cpu_queue"];
+const SHED_REASONS: [&str; 4] = [
+    "rate_limit",
+    "login_lockout",
+    "challenges_full",
+    "cpu_queue",
+];
 
 impl ShedReason {
     /// The reason `e` sheds a request, if it does.
@@ -225,7 +230,10 @@ pub(crate) struct Sources {
 impl std::fmt::Debug for Sources {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sources")
-            .field("fsync", &self.fsync.iter().map(|(n, _)| n).collect::<Vec<_>>())
+            .field(
+                "fsync",
+                &self.fsync.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -260,8 +268,7 @@ impl Collector for Sources {
                 FsyncStats::duration,
             ),
         ] {
-            let mut family =
-                encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
             for (store, stats) in &self.fsync {
                 let label = StoreLabel { store };
                 pick(stats).encode(family.encode_family(&label)?)?;
@@ -352,8 +359,8 @@ impl Metrics {
             sign_in_family,
         );
         let refresh_family = Family::<ResultLabel, Counter>::default();
-        let refreshes =
-            REFRESH_RESULTS.map(|result| refresh_family.get_or_create_owned(&ResultLabel { result }));
+        let refreshes = REFRESH_RESULTS
+            .map(|result| refresh_family.get_or_create_owned(&ResultLabel { result }));
         registry.register(
             "wallet_auth_refreshes",
             "Refresh-token exchanges by outcome (reuse: a spent token presented again; its family is revoked)",
@@ -469,7 +476,8 @@ impl Metrics {
         let mut out = String::with_capacity(8 * 1024);
         // Writing to a String cannot fail; an encoder error would be a bug
         // of ours, answered with what was written so far.
-        if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+        if let Err(e) =
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
         {
             tracing::error!(error = %e, "encoding the metrics failed");
         }
