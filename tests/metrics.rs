@@ -143,10 +143,22 @@ async fn shed_requests_are_counted_by_reason() {
         },
         |b| b.with_metrics(),
     );
-    let body = || serde_json::json!({ "address": "aa" });
+    // A real listener: the per-IP limit needs the peer address.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}{}", listener.local_addr().unwrap(), common::PREFIX);
+    tokio::spawn(wallet_auth::http::serve(
+        listener,
+        app.router.clone(),
+        wallet_auth::http::ServeOptions::default(),
+        std::future::pending(),
+    ));
+    let http = Http::new(&base);
     let mut limited = 0;
     for _ in 0..3 {
-        if app.post("/challenge", body()).await.status == StatusCode::TOO_MANY_REQUESTS {
+        let (status, _) = http
+            .post("/challenge", serde_json::json!({ "address": "aa" }), &[])
+            .await;
+        if status == 429 {
             limited += 1;
         }
     }

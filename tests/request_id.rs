@@ -115,7 +115,7 @@ async fn the_span_carries_the_id_and_never_a_token() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(r.headers.contains_key("x-request-id"));
     let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("request_id=trace-me-7"), "{logs}");
+    assert!(logs.contains(r#"request_id="trace-me-7""#), "{logs}");
     assert!(logs.contains("revoked"), "{logs}");
     let signature = operator.rsplit('.').next().unwrap();
     assert!(
