@@ -145,7 +145,11 @@ async fn shed_requests_are_counted_by_reason() {
     );
     // A real listener: the per-IP limit needs the peer address.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}{}", listener.local_addr().unwrap(), common::PREFIX);
+    let base = format!(
+        "http://{}{}",
+        listener.local_addr().unwrap(),
+        common::PREFIX
+    );
     tokio::spawn(wallet_auth::http::serve(
         listener,
         app.router.clone(),
