@@ -25,6 +25,10 @@ use serde_json::{Map, Value};
 use wallet_auth::token::SigningAlgorithm;
 use wallet_auth::{AuthConfig, SigningKey, WalletAuth};
 
+/// Where the standalone serves `/metrics` unless `metrics_listen` is set
+/// (SPEC 5, 11): loopback only, so metrics are never public by accident.
+const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
+
 const USAGE: &str = "usage: standalone [--config FILE] [--listen ADDR] [--data-dir DIR]";
 
 struct Args {
@@ -120,6 +124,7 @@ const FIELDS: &[(&str, Kind)] = &[
     ("require_signed_message", Kind::Bool),
     ("audiences", Kind::List),
     ("revocation_stream_max", Kind::Count),
+    ("metrics_listen", Kind::Text),
 ];
 
 const ENV_PREFIX: &str = "SERVER_AUTH_";
@@ -479,6 +484,11 @@ async fn main() {
     let args = parse_args().unwrap_or_else(|e| fail(e));
     let mut settings =
         load_settings(args.config.as_deref(), std::env::vars_os()).unwrap_or_else(|e| fail(e));
+    // SPEC 11: metrics on loopback unless `metrics_listen` says otherwise
+    // (SERVER_AUTH_METRICS_LISTEN; an empty value turns them off).
+    settings
+        .entry("metrics_listen")
+        .or_insert_with(|| Value::String(DEFAULT_METRICS_LISTEN.into()));
     let key = prepare(&args, &mut settings).unwrap_or_else(|e| fail(e));
     let config = to_config(&settings).unwrap_or_else(|e| fail(e));
     let redis_url = text(&settings, "redis_url").to_string();
@@ -496,15 +506,38 @@ async fn main() {
             .unwrap_or_else(|e| fail(e));
     }
     let auth = builder.build().unwrap_or_else(|e| fail(e.to_string()));
-    let app = auth
-        .router()
-        .layer(tower_http::trace::TraceLayer::new_for_http());
+    // Health and discovery at the root, the API (and openapi.json) under
+    // the prefix; each request runs in a request-id span of the library.
+    let app = auth.router().merge(auth.ops_router());
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .unwrap_or_else(|e| fail(format!("cannot listen on {}: {e}", args.listen)));
     let addr = listener
         .local_addr()
         .unwrap_or_else(|e| fail(e.to_string()));
+    let metrics_listen = auth.config().metrics_listen.clone();
+    if !metrics_listen.is_empty() {
+        let metrics = tokio::net::TcpListener::bind(&metrics_listen)
+            .await
+            .unwrap_or_else(|e| {
+                fail(format!(
+                    "metrics_listen: cannot listen on {metrics_listen}: {e}"
+                ))
+            });
+        let metrics_addr = metrics.local_addr().unwrap_or_else(|e| fail(e.to_string()));
+        tracing::info!(addr = %metrics_addr, "metrics listening");
+        // Printed before the "listening" line, which tells a supervisor
+        // (and the tests) that the server is up.
+        println!("wallet-auth metrics on http://{metrics_addr}/metrics");
+        let auth = auth.clone();
+        tokio::spawn(async move {
+            if let Err(e) =
+                wallet_auth::http::serve_metrics(metrics, &auth, shutdown_signal()).await
+            {
+                tracing::error!(error = %e, "metrics server error");
+            }
+        });
+    }
     tracing::info!(%addr, prefix = %auth.config().route_prefix, "listening");
     println!("wallet-auth listening on http://{addr}");
     let _ = std::io::stdout().flush();

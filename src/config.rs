@@ -127,6 +127,13 @@ pub struct AuthConfig {
     /// Most `/revoked-jtis/stream` connections open at once; past it a new
     /// one is answered `503` with `Retry-After`.
     pub revocation_stream_max: usize,
+    /// Where the host serves Prometheus metrics (SPEC 11), e.g.
+    /// `127.0.0.1:9464`. Non-empty turns metrics collection on
+    /// ([`WalletAuth::metrics_router`](crate::WalletAuth::metrics_router)
+    /// serves them); the library never binds it, the host does (the
+    /// standalone server binds it, and defaults it to `127.0.0.1:9464`).
+    /// Empty (the library's default) = off, with no per-request cost.
+    pub metrics_listen: String,
 }
 
 impl Default for AuthConfig {
@@ -175,6 +182,7 @@ impl Default for AuthConfig {
             require_signed_message: false,
             audiences: Vec::new(),
             revocation_stream_max: 1000,
+            metrics_listen: String::new(),
         }
     }
 }

@@ -46,6 +46,7 @@ pub mod http;
 pub mod jsonl;
 pub mod limit;
 mod message;
+pub mod ops;
 pub mod password;
 pub mod revocation;
 #[cfg(feature = "redis")]

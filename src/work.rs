@@ -12,6 +12,7 @@
 //! server's CPU.)
 
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
@@ -29,6 +30,9 @@ type Job = Box<dyn FnOnce() + Send + 'static>;
 #[derive(Debug, Clone)]
 pub(crate) struct CpuLimiter {
     tx: SyncSender<Job>,
+    /// Jobs queued and not yet picked up by a worker
+    /// (`wallet_auth_cpu_queue_depth`).
+    depth: Arc<AtomicUsize>,
 }
 
 impl CpuLimiter {
@@ -46,7 +50,10 @@ impl CpuLimiter {
                 .name(format!("wallet-auth-cpu-{i}"))
                 .spawn(move || worker(&rx))?;
         }
-        Ok(Self { tx })
+        Ok(Self {
+            tx,
+            depth: Arc::new(AtomicUsize::new(0)),
+        })
     }
 
     /// One worker per core, and a queue of 256 per core.
@@ -55,6 +62,11 @@ impl CpuLimiter {
             .map(|n| n.get())
             .unwrap_or(2);
         Self::new(cores, 256 * cores)
+    }
+
+    /// The jobs waiting for a worker, shared with the metrics.
+    pub(crate) fn depth(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.depth)
     }
 
     /// Runs `f` on the pool and returns its result.
@@ -89,12 +101,20 @@ impl CpuLimiter {
     where
         F: FnOnce() + Send + 'static,
     {
+        let depth = Arc::clone(&self.depth);
         let job: Job = Box::new(move || {
+            depth.fetch_sub(1, Ordering::Relaxed);
             if panic::catch_unwind(AssertUnwindSafe(job)).is_err() {
                 tracing::error!("a CPU-bound task panicked");
             }
         });
-        match self.tx.try_send(job) {
+        // Counted before it is sent, so a worker's decrement never comes first.
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        let sent = self.tx.try_send(job);
+        if sent.is_err() {
+            self.depth.fetch_sub(1, Ordering::Relaxed);
+        }
+        match sent {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(Error::Overloaded),
             Err(TrySendError::Disconnected(_)) => Err(Error::Internal("CPU pool is gone".into())),

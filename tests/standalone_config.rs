@@ -64,6 +64,8 @@ fn start_up(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Outcome {
             cmd.env_remove(name);
         }
     }
+    // A free metrics port each (the default would collide between tests).
+    cmd.env("SERVER_AUTH_METRICS_LISTEN", "127.0.0.1:0");
     for (k, v) in env {
         cmd.env(k, v);
     }

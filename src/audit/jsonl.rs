@@ -62,6 +62,14 @@ impl JsonlMintAuditStore {
 
 #[async_trait]
 impl MintAuditStore for JsonlMintAuditStore {
+    async fn ready(&self) -> Result<(), StoreError> {
+        crate::ops::check_writer(&self.writer).await
+    }
+
+    fn fsync_stats(&self) -> Option<Arc<crate::jsonl::FsyncStats>> {
+        Some(Arc::clone(self.writer.fsync_stats()))
+    }
+
     async fn append(&self, records: Vec<MintRecord>) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());

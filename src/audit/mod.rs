@@ -16,7 +16,7 @@ use crate::StoreError;
 
 /// One audit line, as pico-server-auth writes it:
 /// `{"jti","sub","role","iat","exp","kind","scope","agent_id","session_id"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MintRecord {
     /// Token id.
     #[serde(default)]
@@ -132,6 +132,22 @@ pub trait MintAuditStore: Send + Sync + 'static {
     fn group_commit(self: Arc<Self>) -> Option<Arc<dyn GroupCommit>> {
         None
     }
+
+    /// Whether the store can serve now (`/health/ready`, SPEC 11). The
+    /// default says yes; a store behind a file or a server checks it here,
+    /// quickly (the caller gives up after [`READY_TIMEOUT`](crate::ops::READY_TIMEOUT)).
+    ///
+    /// # Errors
+    /// What is wrong, shown by `/health/ready`.
+    async fn ready(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// The fsync statistics of the store's JSON Lines writer, if it has one
+    /// (the `wallet_auth_fsync_*` histograms).
+    fn fsync_stats(&self) -> Option<Arc<crate::jsonl::FsyncStats>> {
+        None
+    }
 }
 
 #[async_trait]
@@ -144,6 +160,12 @@ impl<T: MintAuditStore + ?Sized> MintAuditStore for Arc<T> {
     }
     fn group_commit(self: Arc<Self>) -> Option<Arc<dyn GroupCommit>> {
         T::group_commit(Arc::clone(&*self))
+    }
+    async fn ready(&self) -> Result<(), StoreError> {
+        (**self).ready().await
+    }
+    fn fsync_stats(&self) -> Option<Arc<crate::jsonl::FsyncStats>> {
+        (**self).fsync_stats()
     }
 }
 

@@ -37,6 +37,7 @@ pub struct WalletAuthBuilder {
     login_limits: LoginLimits,
     contract_wallets: Option<Arc<dyn ContractWalletVerifier>>,
     stream_keep_alive: Duration,
+    metrics: bool,
 }
 
 impl WalletAuth {
@@ -55,6 +56,7 @@ impl WalletAuth {
             login_limits: LoginLimits::default(),
             contract_wallets: None,
             stream_keep_alive: STREAM_KEEP_ALIVE,
+            metrics: false,
         }
     }
 }
@@ -137,6 +139,14 @@ impl WalletAuthBuilder {
     /// at least 1 ms).
     pub fn with_stream_keep_alive(mut self, every: Duration) -> Self {
         self.stream_keep_alive = every.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Collects the metrics of SPEC 11 even with `metrics_listen` empty
+    /// (for a host that serves [`WalletAuth::metrics_router`] on a listener
+    /// of its own choosing).
+    pub fn with_metrics(mut self) -> Self {
+        self.metrics = true;
         self
     }
 
@@ -280,6 +290,21 @@ impl WalletAuthBuilder {
         .map_err(|e| {
             ConfigError::invalid("cpu_limits", format!("cannot start the CPU pool: {e}"))
         })?;
+        let audit_failures = Arc::new(AtomicU64::new(0));
+        let metrics = (self.metrics || !config.metrics_listen.is_empty()).then(|| {
+            let fsync = [
+                ("revocations", revocations.fsync_stats()),
+                ("mint_audit", audit.fsync_stats()),
+            ]
+            .into_iter()
+            .filter_map(|(name, stats)| stats.map(|s| (name, s)))
+            .collect();
+            Arc::new(crate::ops::Metrics::new(crate::ops::metrics::Sources {
+                audit_failures: Arc::clone(&audit_failures),
+                cpu_queue_depth: cpu.depth(),
+                fsync,
+            }))
+        });
         let inner = Arc::new(Inner {
             config,
             algorithms,
@@ -291,7 +316,8 @@ impl WalletAuthBuilder {
             cpu,
             operator_roles,
             fleet_roles,
-            audit_failures: AtomicU64::new(0),
+            audit_failures,
+            metrics,
             admin,
             password_version,
             limits,

@@ -29,7 +29,7 @@ pub struct FleetRequest {
 }
 
 /// A minted fleet session.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FleetSession {
     /// The RS256 session token.
     pub session_token: String,

@@ -67,7 +67,7 @@ pub(super) fn session_end(auth_time: u64, session_max_days: u64) -> u64 {
 }
 
 /// An access and refresh token pair.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TokenPair {
     /// RS256 access token.
     pub access_token: String,

@@ -61,18 +61,24 @@ pub const MAX_TEXT_LEN: usize = 1024;
 /// Shortest fleet session lifetime, seconds.
 pub const FLEET_MIN_TTL: u64 = 60;
 
+/// The `detail` reason of a refresh token presented a second time (its
+/// family is revoked); `wallet_auth_refreshes_total{result="reuse"}`.
+pub(crate) const REUSE_DETECTED: &str = "refresh token already used; its session is revoked";
+
 pub(crate) struct Inner {
     pub(crate) config: AuthConfig,
     algorithms: Vec<Algorithm>,
-    challenges: Arc<dyn ChallengeStore>,
-    revocations: Arc<dyn RevocationStore>,
-    audit: Arc<dyn MintAuditStore>,
+    pub(crate) challenges: Arc<dyn ChallengeStore>,
+    pub(crate) revocations: Arc<dyn RevocationStore>,
+    pub(crate) audit: Arc<dyn MintAuditStore>,
     pub(crate) tokens: TokenService,
     clock: SharedClock,
     cpu: CpuLimiter,
     operator_roles: HashSet<String>,
     fleet_roles: HashSet<String>,
-    audit_failures: AtomicU64,
+    audit_failures: Arc<AtomicU64>,
+    /// The metrics registry, when metrics are on.
+    pub(crate) metrics: Option<Arc<crate::ops::Metrics>>,
     admin: Option<AdminLogin>,
     /// A keyed tag of the admin password: carried by the admin's refresh
     /// tokens, which die when it changes.

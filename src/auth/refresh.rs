@@ -34,6 +34,14 @@ impl WalletAuth {
     /// rate limit. A server-side failure (`Overloaded`, `Unavailable`,
     /// `Internal`) leaves the presented token unused.
     pub async fn refresh(&self, token: &str) -> Result<TokenPair, Error> {
+        let outcome = self.refresh_unmetered(token).await;
+        if let Some(m) = &self.inner.metrics {
+            m.refresh(crate::ops::metrics::RefreshResult::of(&outcome));
+        }
+        outcome
+    }
+
+    async fn refresh_unmetered(&self, token: &str) -> Result<TokenPair, Error> {
         if token.is_empty() {
             return Err(Error::RefreshRequired);
         }
@@ -134,9 +142,7 @@ impl WalletAuth {
         while let Some(done) = revokes.join_next().await {
             done.map_err(|e| Error::Internal(format!("revoking a family: {e}")))??;
         }
-        Ok(Error::RefreshInvalid(
-            "refresh token already used; its session is revoked".into(),
-        ))
+        Ok(Error::RefreshInvalid(super::REUSE_DETECTED.into()))
     }
 
     /// The (jti, exp) of the access tokens of `claims`'s family that may

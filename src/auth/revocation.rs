@@ -20,7 +20,7 @@ use crate::Error;
 pub const MAX_DELTA: usize = 10_000;
 
 /// A mint record with its revocation status, as `/mints` serves it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MintView {
     /// The record.
     #[serde(flatten)]
@@ -93,6 +93,9 @@ impl WalletAuth {
             kind: RevocationKind::Token,
         };
         let stored = self.inner.revocations.revoke(entry).await?;
+        if let Some(m) = &self.inner.metrics {
+            m.revoked();
+        }
         tracing::info!(jti = %stored.jti, by = %caller.sub, "revoked");
         Ok(stored)
     }

@@ -34,7 +34,7 @@ pub struct ChallengeRequest<'a> {
 }
 
 /// An issued challenge: `/challenge`'s reply.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct IssuedChallenge {
     /// The nonce (64 lowercase hex characters).
     pub challenge: String,
@@ -66,7 +66,7 @@ pub struct SignInRequest {
 }
 
 /// A successful sign-in.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SignInResponse {
     /// RS256 access token.
     pub access_token: String,
@@ -166,6 +166,9 @@ impl WalletAuth {
             .challenges
             .issue_with(&address, Duration::from_secs(ttl), meta)
             .await?;
+        if let Some(m) = &self.inner.metrics {
+            m.challenge_issued();
+        }
         let message = self.inner.messages.render(&meta, &address, &nonce);
         Ok(IssuedChallenge {
             challenge: nonce,
@@ -193,6 +196,21 @@ impl WalletAuth {
     /// # Errors
     /// See SPEC 1 `POST /sign-in` and SPEC 9.
     pub async fn sign_in(&self, req: SignInRequest) -> Result<SignInResponse, Error> {
+        let Some(metrics) = self.inner.metrics.clone() else {
+            return self.sign_in_unmetered(req).await;
+        };
+        let algorithm = req
+            .algorithm
+            .as_deref()
+            .unwrap_or("ML-DSA-65")
+            .parse::<Algorithm>()
+            .ok();
+        let outcome = self.sign_in_unmetered(req).await;
+        metrics.sign_in(algorithm, crate::ops::metrics::SignInResult::of(&outcome));
+        outcome
+    }
+
+    async fn sign_in_unmetered(&self, req: SignInRequest) -> Result<SignInResponse, Error> {
         let alg_name = req.algorithm.as_deref().unwrap_or("ML-DSA-65");
         let account = alg_name.parse::<Algorithm>().is_ok_and(|a| !a.is_pico());
         if account {

@@ -136,6 +136,16 @@ pub trait ChallengeStore: Send + Sync + 'static {
     async fn purge_expired(&self) -> Result<usize, StoreError> {
         Ok(0)
     }
+
+    /// Whether the store can serve now (`/health/ready`, SPEC 11). The
+    /// default says yes; a store behind a file or a server checks it here,
+    /// quickly (the caller gives up after [`READY_TIMEOUT`](crate::ops::READY_TIMEOUT)).
+    ///
+    /// # Errors
+    /// What is wrong, shown by `/health/ready`.
+    async fn ready(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -159,6 +169,9 @@ impl<T: ChallengeStore + ?Sized> ChallengeStore for Arc<T> {
     }
     async fn purge_expired(&self) -> Result<usize, StoreError> {
         (**self).purge_expired().await
+    }
+    async fn ready(&self) -> Result<(), StoreError> {
+        (**self).ready().await
     }
 }
 

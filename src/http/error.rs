@@ -77,6 +77,10 @@ impl IntoResponse for Error {
             _ => {}
         }
         let mut resp = detail(status, &self.to_string());
+        // For the metrics layer's `wallet_auth_shed_total{reason}`.
+        if let Some(reason) = crate::ops::ShedReason::of(&self) {
+            resp.extensions_mut().insert(reason);
+        }
         if let Some(secs) = self.retry_after() {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));

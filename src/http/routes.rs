@@ -135,6 +135,34 @@ pub fn routes() -> Vec<(Method, &'static str)> {
     ROUTES.iter().map(|r| (r.verb.method(), r.path)).collect()
 }
 
+/// Every route wallet-auth serves, as (method, full path) for a router
+/// under `prefix`: [`routes`] and `{prefix}/openapi.json` of
+/// [`WalletAuth::router`], the health and discovery routes of
+/// [`WalletAuth::ops_router`] and `/metrics` of
+/// [`WalletAuth::metrics_router`]. The OpenAPI document lists exactly these
+/// (`tests/openapi.rs`).
+///
+/// ```
+/// let all = wallet_auth::http::served_routes("/api/v1/auth");
+/// assert!(all.contains(&(axum::http::Method::GET, "/health/ready".to_string())));
+/// ```
+pub fn served_routes(prefix: &str) -> Vec<(Method, String)> {
+    let mut all: Vec<(Method, String)> = ROUTES
+        .iter()
+        .map(|r| (r.verb.method(), format!("{prefix}{}", r.path)))
+        .collect();
+    all.push((Method::GET, format!("{prefix}{}", super::ops::OPENAPI)));
+    for path in [
+        super::ops::HEALTH_LIVE,
+        super::ops::HEALTH_READY,
+        super::ops::DISCOVERY,
+        super::ops::METRICS_PATH,
+    ] {
+        all.push((Method::GET, path.to_string()));
+    }
+    all
+}
+
 /// The routes behind the per-IP rate limit (SPEC 10), as [`routes`] lists them.
 pub fn rate_limited_routes() -> Vec<(Method, &'static str)> {
     ROUTES
@@ -145,8 +173,10 @@ pub fn rate_limited_routes() -> Vec<(Method, &'static str)> {
 }
 
 impl WalletAuth {
-    /// The router with every route of SPEC section 1 (see [`routes`]) under
-    /// the configured prefix (default `/api/v1/auth`). Generic over the
+    /// The router with every route of SPEC section 1 (see [`routes`]) and
+    /// `openapi.json` (SPEC 11) under the configured prefix (default
+    /// `/api/v1/auth`). Every request runs in a span with a request id
+    /// (`X-Request-Id`, echoed); with metrics on, every route is counted. Generic over the
     /// host's state, so a host app can `merge` it (or `nest` it with an
     /// empty prefix).
     pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
@@ -176,11 +206,20 @@ impl WalletAuth {
                     Some(limit) if r.limited => route.route_layer(limit.clone()),
                     _ => route,
                 };
+                // Outside the rate limit, so its 429s are counted too.
+                let route = super::ops::metered(self, r.path, route);
                 router.route(&format!("{prefix}{}", r.path), route)
             })
+            .route(
+                &format!("{prefix}{}", super::ops::OPENAPI),
+                super::ops::metered(self, super::ops::OPENAPI, super::ops::openapi_route(self)),
+            )
             .method_not_allowed_fallback(handlers::method_not_allowed)
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
             .with_state(edge)
+            // Outermost: every route, the 405s and the SSE stream included,
+            // runs in a request-id span and echoes its id.
+            .layer(axum::middleware::from_fn(super::ops::request_span))
     }
 }
 

@@ -179,3 +179,26 @@ where
         self.inner.size_hint()
     }
 }
+
+/// Serves `auth`'s [`metrics_router`](crate::WalletAuth::metrics_router)
+/// (`GET /metrics`) on `listener` until `shutdown` resolves: the separate
+/// metrics listener of SPEC 11 (`metrics_listen`), with [`serve`]'s limits.
+///
+/// # Errors
+/// As [`serve`].
+pub async fn serve_metrics<F>(
+    listener: TcpListener,
+    auth: &crate::WalletAuth,
+    shutdown: F,
+) -> std::io::Result<()>
+where
+    F: Future<Output = ()> + Send,
+{
+    serve(
+        listener,
+        auth.metrics_router(),
+        ServeOptions::default(),
+        shutdown,
+    )
+    .await
+}

@@ -26,7 +26,9 @@ mod writer;
 pub use self::batch::{Announcement, MAX_LINGER};
 pub use self::load::{load, load_last};
 pub(crate) use self::writer::serialize_lines;
-pub use self::writer::{rewrite_temp_path, AppendDone, JsonlWriter, KeepLine, RewriteStats};
+pub use self::writer::{
+    rewrite_temp_path, AppendDone, FsyncStats, HealthProbe, JsonlWriter, KeepLine, RewriteStats,
+};
 
 /// Records and fake journals shared by the tests of the three parts.
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::batch::{gather, Announced, Announcement, Gathered, Pending, MAX_LINGER};
+use crate::ops::histogram::{AtomicHistogram, BATCH_BUCKETS, FSYNC_BUCKETS};
 use crate::StoreError;
 
 /// One caller's lines (already `\n`-terminated) and where to send the outcome.
@@ -78,6 +79,49 @@ struct Counters {
     lines: AtomicU64,
     failed_batches: AtomicU64,
     reopens: AtomicU64,
+    /// The last batch failed (cleared by the next success).
+    failing: AtomicBool,
+    /// The writer thread has ended (set by a guard, also on a panic).
+    ended: AtomicBool,
+}
+
+/// Sets [`Counters::ended`] when the writer thread ends, however it ends.
+struct EndGuard(Arc<Counters>);
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        self.0.ended.store(true, Ordering::Release);
+    }
+}
+
+/// The group commit of one [`JsonlWriter`] as histograms (SPEC 11's
+/// `wallet_auth_fsync_batch_size` and `wallet_auth_fsync_duration_seconds`):
+/// recorded per batch on the writer thread, a few atomic adds per fsync.
+#[derive(Debug)]
+pub struct FsyncStats {
+    batch_size: AtomicHistogram,
+    duration: AtomicHistogram,
+}
+
+impl Default for FsyncStats {
+    fn default() -> Self {
+        Self {
+            batch_size: AtomicHistogram::new(BATCH_BUCKETS),
+            duration: AtomicHistogram::new(FSYNC_BUCKETS),
+        }
+    }
+}
+
+impl FsyncStats {
+    /// Appends (callers) made durable by each successful fsync.
+    pub fn batch_size(&self) -> &AtomicHistogram {
+        &self.batch_size
+    }
+
+    /// Seconds each batch's write and fsync took (failed ones included).
+    pub fn duration(&self) -> &AtomicHistogram {
+        &self.duration
+    }
 }
 
 /// What the writer thread writes to: a file in production, a fake in tests.
@@ -260,6 +304,7 @@ pub struct JsonlWriter {
     tx: mpsc::Sender<Job>,
     announced: Arc<Announced>,
     counters: Arc<Counters>,
+    stats: Arc<FsyncStats>,
     path: PathBuf,
 }
 
@@ -320,6 +365,8 @@ impl JsonlWriter {
         let (tx, rx) = mpsc::channel();
         let counters = Arc::new(Counters::default());
         let thread_counters = Arc::clone(&counters);
+        let stats = Arc::new(FsyncStats::default());
+        let thread_stats = Arc::clone(&stats);
         let name = format!(
             "jsonl-writer:{}",
             path.file_name()
@@ -332,6 +379,7 @@ impl JsonlWriter {
         // The thread is detached: it ends on its own once every sender is
         // gone and the queue is drained, so dropping a writer never blocks.
         let thread = std::thread::Builder::new().name(name).spawn(move || {
+            let _ended = EndGuard(Arc::clone(&thread_counters));
             let mut state = Thread {
                 journal,
                 torn_tail,
@@ -339,6 +387,7 @@ impl JsonlWriter {
                 failing: false,
                 linger,
                 counters: &thread_counters,
+                stats: &thread_stats,
                 path: &thread_path,
                 buf: Vec::new(),
             };
@@ -352,6 +401,7 @@ impl JsonlWriter {
             tx,
             announced,
             counters,
+            stats,
             path,
         })
     }
@@ -519,6 +569,80 @@ impl JsonlWriter {
         self.counters.reopens.load(Ordering::Acquire)
     }
 
+    /// The writer's fsync histograms.
+    pub fn fsync_stats(&self) -> &Arc<FsyncStats> {
+        &self.stats
+    }
+
+    /// Whether the writer can take appends now (readiness, SPEC 11): its
+    /// thread runs, its last batch did not fail, the file's directory is a
+    /// directory in which a file can be created (a probe file, created and
+    /// removed: root ignores permission bits, not a missing or read-only
+    /// directory), and the file is still there. Blocking I/O: call it off
+    /// the async threads.
+    ///
+    /// # Errors
+    /// The reason, for `/health/ready` to show.
+    pub fn check_health(&self) -> Result<(), String> {
+        self.health_probe().check()
+    }
+
+    /// What [`check_health`](JsonlWriter::check_health) reads, owned, to run
+    /// on a blocking thread.
+    pub fn health_probe(&self) -> HealthProbe {
+        HealthProbe {
+            counters: Arc::clone(&self.counters),
+            path: self.path.clone(),
+        }
+    }
+}
+
+/// A [`JsonlWriter`]'s health check, detached from the writer (see
+/// [`JsonlWriter::check_health`]).
+#[derive(Debug, Clone)]
+pub struct HealthProbe {
+    counters: Arc<Counters>,
+    path: PathBuf,
+}
+
+impl HealthProbe {
+    /// As [`JsonlWriter::check_health`].
+    ///
+    /// # Errors
+    /// The reason, for `/health/ready` to show.
+    pub fn check(&self) -> Result<(), String> {
+        if self.counters.ended.load(Ordering::Acquire) {
+            return Err("the writer thread has ended".into());
+        }
+        if self.counters.failing.load(Ordering::Acquire) {
+            return Err("the last append failed (the next one retries)".into());
+        }
+        let dir = dir_of(&self.path);
+        match std::fs::metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(format!("{} is not a directory", dir.display())),
+            Err(e) => return Err(format!("{}: {e}", dir.display())),
+        }
+        let mut probe = self.path.file_name().unwrap_or_default().to_os_string();
+        probe.push(".ready-probe");
+        let probe = dir.join(probe);
+        let made = open_options(false)
+            .create(true)
+            .truncate(false)
+            .open(&probe);
+        let _ = std::fs::remove_file(&probe);
+        if let Err(e) = made {
+            return Err(format!("cannot create a file in {}: {e}", dir.display()));
+        }
+        match std::fs::metadata(&self.path) {
+            Ok(m) if m.is_file() => Ok(()),
+            Ok(_) => Err(format!("{} is not a file", self.path.display())),
+            Err(e) => Err(format!("{}: {e}", self.path.display())),
+        }
+    }
+}
+
+impl JsonlWriter {
     /// Replaces the file with the lines `keep` keeps, crash-safely: the
     /// kept lines go to a new file ([`rewrite_temp_path`]), which is
     /// fsync'd and renamed over the old one, and then the directory is
@@ -686,6 +810,7 @@ struct Thread<'a, J> {
     failing: bool,
     linger: Duration,
     counters: &'a Counters,
+    stats: &'a FsyncStats,
     path: &'a Path,
     buf: Vec<u8>,
 }
@@ -714,6 +839,7 @@ impl<J: Journal> Thread<'_, J> {
     }
 
     fn write_batch(&mut self, batch: Vec<Request>) {
+        let started = std::time::Instant::now();
         let outcome = self.ready().and_then(|()| {
             self.buf.clear();
             if self.torn_tail {
@@ -726,8 +852,13 @@ impl<J: Journal> Thread<'_, J> {
                 .write_all(&self.buf)
                 .and_then(|()| self.journal.sync())
         });
+        self.stats.duration.observe(started.elapsed().as_secs_f64());
+        self.counters
+            .failing
+            .store(outcome.is_err(), Ordering::Release);
         match &outcome {
             Ok(()) => {
+                self.stats.batch_size.observe(batch.len() as f64);
                 self.torn_tail = false;
                 let lines = batch.iter().map(|r| r.lines).sum::<u64>();
                 self.counters.lines.fetch_add(lines, Ordering::AcqRel);

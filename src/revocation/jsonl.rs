@@ -304,6 +304,14 @@ impl Drop for InFlightGuard<'_> {
 
 #[async_trait]
 impl RevocationStore for JsonlRevocationStore {
+    async fn ready(&self) -> Result<(), StoreError> {
+        crate::ops::check_writer(&self.writer).await
+    }
+
+    fn fsync_stats(&self) -> Option<Arc<crate::jsonl::FsyncStats>> {
+        Some(Arc::clone(self.writer.fsync_stats()))
+    }
+
     async fn revoke(&self, entry: RevocationEntry) -> Result<RevocationEntry, StoreError> {
         Ok(self.insert(entry).await?.0)
     }

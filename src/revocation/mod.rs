@@ -15,7 +15,7 @@ pub use self::memory::MemoryRevocationStore;
 use crate::StoreError;
 
 /// Why an entry is on the denylist.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum RevocationKind {
@@ -54,7 +54,7 @@ impl RevocationKind {
 
 /// One denylist line: `{"jti","revoked_at","reason","revoked_by"}` as in
 /// pico-server-auth, plus optional `exp` and `kind`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RevocationEntry {
     /// The revoked token id.
     pub jti: String,
@@ -236,6 +236,22 @@ pub trait RevocationStore: Send + Sync + 'static {
     fn feed_watch(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         None
     }
+
+    /// Whether the store can serve now (`/health/ready`, SPEC 11). The
+    /// default says yes; a store behind a file or a server checks it here,
+    /// quickly (the caller gives up after [`READY_TIMEOUT`](crate::ops::READY_TIMEOUT)).
+    ///
+    /// # Errors
+    /// What is wrong, shown by `/health/ready`.
+    async fn ready(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// The fsync statistics of the store's JSON Lines writer, if it has one
+    /// (the `wallet_auth_fsync_*` histograms).
+    fn fsync_stats(&self) -> Option<Arc<crate::jsonl::FsyncStats>> {
+        None
+    }
 }
 
 #[async_trait]
@@ -266,5 +282,11 @@ impl<T: RevocationStore + ?Sized> RevocationStore for Arc<T> {
     }
     fn feed_watch(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         (**self).feed_watch()
+    }
+    async fn ready(&self) -> Result<(), StoreError> {
+        (**self).ready().await
+    }
+    fn fsync_stats(&self) -> Option<Arc<crate::jsonl::FsyncStats>> {
+        (**self).fsync_stats()
     }
 }

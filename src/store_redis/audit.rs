@@ -54,6 +54,10 @@ impl RedisMintAuditStore {
 
 #[async_trait]
 impl MintAuditStore for RedisMintAuditStore {
+    async fn ready(&self) -> Result<(), StoreError> {
+        super::ping(&self.conn, self.op_timeout).await
+    }
+
     async fn append(&self, records: Vec<MintRecord>) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());

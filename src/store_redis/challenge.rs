@@ -65,6 +65,10 @@ impl RedisChallengeStore {
 
 #[async_trait]
 impl ChallengeStore for RedisChallengeStore {
+    async fn ready(&self) -> Result<(), StoreError> {
+        super::ping(&self.conn, self.op_timeout).await
+    }
+
     async fn issue_with(
         &self,
         address: &str,

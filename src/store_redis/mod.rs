@@ -262,6 +262,21 @@ async fn manager(
     .await
 }
 
+/// The longest a readiness check waits for Redis's `PING` (SPEC 11:
+/// Redis reachable within a bound), at most `op_timeout`.
+pub const READY_PING_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// One `PING`, bounded by [`READY_PING_TIMEOUT`] (and `op_timeout`).
+pub(crate) async fn ping(conn: &ConnectionManager, op_timeout: Duration) -> Result<(), StoreError> {
+    let mut conn = conn.clone();
+    let _: String = timed(
+        op_timeout.min(READY_PING_TIMEOUT),
+        ::redis::cmd("PING").query_async(&mut conn),
+    )
+    .await?;
+    Ok(())
+}
+
 /// Runs one Redis operation bounded by `limit`; any failure is `Unavailable`.
 pub(crate) async fn timed<T>(
     limit: Duration,

@@ -311,6 +311,10 @@ async fn index_expiries(
 
 #[async_trait]
 impl RevocationStore for RedisRevocationStore {
+    async fn ready(&self) -> Result<(), StoreError> {
+        super::ping(&self.conn, self.options.op_timeout).await
+    }
+
     async fn revoke(&self, entry: RevocationEntry) -> Result<RevocationEntry, StoreError> {
         let (stored, created) = self.insert(&entry).await?;
         Ok(if created { entry } else { stored })

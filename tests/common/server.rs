@@ -29,6 +29,10 @@ pub fn standalone_binary() -> PathBuf {
 pub struct Server {
     pub child: Child,
     pub base: String,
+    /// `http://ADDR` of the main listener (health and discovery).
+    pub root: String,
+    /// `http://ADDR/metrics` of the metrics listener, when it is on.
+    pub metrics: Option<String>,
     pub stdout_lines: Vec<String>,
 }
 
@@ -43,7 +47,10 @@ impl Server {
             .args(extra_args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
-            .env("RUST_LOG", "warn");
+            .env("RUST_LOG", "warn")
+            // Each server its own free metrics port (the default, 9464,
+            // would collide between parallel tests); `env` may override.
+            .env("SERVER_AUTH_METRICS_LISTEN", "127.0.0.1:0");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -67,13 +74,20 @@ impl Server {
                 panic!("standalone did not start; stdout so far: {lines:?}")
             });
             if let Some(addr) = line.strip_prefix("wallet-auth listening on ") {
-                let base = format!("{}/api/v1/auth", addr.trim());
+                let root = addr.trim().to_string();
+                let base = format!("{root}/api/v1/auth");
+                let metrics = lines.iter().find_map(|l: &String| {
+                    l.strip_prefix("wallet-auth metrics on ")
+                        .map(|m| m.trim().to_string())
+                });
                 lines.push(line);
                 // Keep draining stdout so the child never blocks on a full pipe.
                 std::thread::spawn(move || while rx.recv().is_ok() {});
                 return Server {
                     child,
                     base,
+                    root,
+                    metrics,
                     stdout_lines: lines,
                 };
             }
