@@ -369,7 +369,7 @@ fn load_or_create_key(path: &Path, algorithm: SigningAlgorithm) -> Result<Signin
 /// The signing keys the server uses: one file (`signing_key_path`, as
 /// before key sets), or the key set.
 enum Keys {
-    Single(SigningKey),
+    Single(Box<SigningKey>),
     Set(Arc<KeySet>),
 }
 
@@ -454,7 +454,7 @@ fn prepare(args: &ServeArgs, settings: &mut Map<String, Value>) -> Result<Keys, 
         // One key, always current (SPEC 8: signing_key_path keeps working).
         Some(p) if !p.is_empty() => {
             let algorithm = config.signing_algorithm().map_err(|e| e.to_string())?;
-            Keys::Single(load_or_create_key(Path::new(p), algorithm)?)
+            Keys::Single(Box::new(load_or_create_key(Path::new(p), algorithm)?))
         }
         _ => Keys::Set(open_key_set(&args.data_dir, settings)?),
     };
@@ -695,7 +695,7 @@ async fn serve(args: ServeArgs) {
     );
     let mut builder = WalletAuth::builder(config.clone());
     builder = match keys {
-        Keys::Single(key) => builder.with_signing_key(key),
+        Keys::Single(key) => builder.with_signing_key(*key),
         Keys::Set(set) => {
             for k in set.key_states() {
                 tracing::info!(kid = %k.kid, algorithm = %k.algorithm, state = %k.state, "signing key");

@@ -154,7 +154,7 @@ async fn rotation_prepublishes_switches_and_retires_after_the_last_token() {
     clock.advance(Duration::from_secs(retires_after - now + 1));
     app.auth.reload_keys().await.unwrap();
     let kids = jwks_kids(&app.get("/jwks", None).await.body);
-    assert_eq!(kids, [next.kid.clone()]);
+    assert_eq!(kids, std::slice::from_ref(&next.kid));
     assert_eq!(app.auth.key_states().len(), 1);
     assert!(!dir.path().join(format!("key-{old_kid}.pem")).exists());
 }
