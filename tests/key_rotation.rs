@@ -459,7 +459,8 @@ async fn an_old_data_dir_key_is_imported() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("signing-key.pem"), common::test_key_pem()).unwrap();
     let old = common::signing_key();
-    let server = Server::start(dir.path(), &[], &[]);
+    // `--metrics-listen` is accepted (it only sets `metrics_listen`).
+    let server = Server::start(dir.path(), &["--metrics-listen", "127.0.0.1:0"], &[]);
     let http = Http::new(&server.base);
     assert_eq!(signing_kid(&http).await.0, old.kid());
     let keys = keys_cli(&["list", "--data-dir", &dir.path().to_string_lossy()], &[]);
