@@ -1,12 +1,19 @@
 //! The standalone wallet-auth server.
 //!
 //! ```text
-//! cargo run --example standalone -- [--config FILE] [--listen ADDR] [--data-dir DIR]
+//! standalone [serve] [--config FILE] [--listen ADDR] [--data-dir DIR] [--metrics-listen ADDR]
+//! standalone keys list   [--data-dir DIR] [--config FILE]
+//! standalone keys rotate [--data-dir DIR] [--config FILE] [--algorithm RS256|ML-DSA-65]
 //! ```
 //!
 //! With no configuration at all it listens on `127.0.0.1:8100`, keeps its
-//! state in `./data/` (signing key, revocations, mint audit) and creates what
-//! is missing on first start. Configuration comes from an optional YAML file
+//! state in `./data/` (the signing key set in `keys/`, revocations, mint
+//! audit) and creates what is missing on first start. An older data
+//! directory's `signing-key.pem` (or `signing-key-ml-dsa-65.pem`) is
+//! imported into a new key set as its current key, so its tokens keep
+//! validating. `keys rotate` publishes a next key (printing its kid); every
+//! server on the directory re-reads it within `key_reload_seconds` and signs
+//! with it `key_prepublish_seconds` after it was made. Configuration comes from an optional YAML file
 //! with pico-server-auth's `server_auth:` tree, overridden by
 //! `SERVER_AUTH_<NAME>` environment variables (lists: comma-separated or a
 //! JSON array; booleans: true/false, 1/0, yes/no, on/off). A value that does
@@ -21,46 +28,86 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
 use serde_json::{Map, Value};
+use wallet_auth::clock::SystemClock;
+use wallet_auth::keyset::{Initial, KeySetOptions};
 use wallet_auth::token::SigningAlgorithm;
-use wallet_auth::{AuthConfig, SigningKey, WalletAuth};
+use wallet_auth::{AuthConfig, KeyInfo, KeySet, SigningKey, WalletAuth};
 
 /// Where the standalone serves `/metrics` unless `metrics_listen` is set
 /// (SPEC 5, 11): loopback only, so metrics are never public by accident.
 const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
 
-const USAGE: &str = "usage: standalone [--config FILE] [--listen ADDR] [--data-dir DIR]";
-
-struct Args {
-    config: Option<PathBuf>,
-    listen: String,
-    data_dir: PathBuf,
+/// The wallet-auth standalone server and its key set tools.
+#[derive(Parser, Debug)]
+#[command(
+    name = "standalone",
+    about = "wallet-auth: wallet challenge-response login, RS256 / ML-DSA-65 tokens",
+    long_about = "wallet-auth: wallet challenge-response login, RS256 / ML-DSA-65 tokens.\n\n\
+        Without a subcommand it serves. Configuration: --config FILE (YAML, pico-server-auth's \
+        server_auth: tree) overridden by SERVER_AUTH_<NAME> environment variables.",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        config: None,
-        listen: "127.0.0.1:8100".into(),
-        data_dir: PathBuf::from("data"),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
-        };
-        match flag.as_str() {
-            "--config" => args.config = Some(PathBuf::from(value("--config")?)),
-            "--listen" => args.listen = value("--listen")?,
-            "--data-dir" => args.data_dir = PathBuf::from(value("--data-dir")?),
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
-        }
-    }
-    Ok(args)
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the API (the default).
+    Serve(ServeArgs),
+    /// Inspect or rotate the signing key set.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCommand {
+    /// List the keys: kid, algorithm, state, created, signs from, retires after.
+    List(KeysArgs),
+    /// Publish a next key (printed: its kid); it signs key_prepublish_seconds from now.
+    Rotate(RotateArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct ServeArgs {
+    /// YAML configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8100")]
+    listen: String,
+    /// Directory of the key set, the JSONL files and the admin password hash.
+    #[arg(long, value_name = "DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// Address of the Prometheus /metrics listener (sets `metrics_listen`).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+struct KeysArgs {
+    /// Data directory (its keys/ holds the set, unless signing_keys_dir says otherwise).
+    #[arg(long, value_name = "DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// YAML configuration file (for signing_keys_dir, algorithm, key_* settings).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+struct RotateArgs {
+    #[command(flatten)]
+    keys: KeysArgs,
+    /// Algorithm of the new key (default: the `algorithm` setting).
+    #[arg(long, value_parser = ["RS256", "ML-DSA-65"])]
+    algorithm: Option<String>,
 }
 
 /// How a configuration value is read from the environment (and checked in
@@ -125,6 +172,10 @@ const FIELDS: &[(&str, Kind)] = &[
     ("audiences", Kind::List),
     ("revocation_stream_max", Kind::Count),
     ("metrics_listen", Kind::Text),
+    ("signing_keys_dir", Kind::Text),
+    ("key_rotation_days", Kind::Count),
+    ("key_prepublish_seconds", Kind::Count),
+    ("key_reload_seconds", Kind::Count),
 ];
 
 const ENV_PREFIX: &str = "SERVER_AUTH_";
@@ -320,11 +371,72 @@ fn load_or_create_key(path: &Path, algorithm: SigningAlgorithm) -> Result<Signin
     Ok(key)
 }
 
-/// Fills in what the standalone server keeps in its data directory (the
-/// signing key, the two JSONL files, the admin password hash) where the
-/// settings leave it unset, and loads or creates the key.
-fn prepare(args: &Args, settings: &mut Map<String, Value>) -> Result<SigningKey, String> {
+/// The signing keys the server uses: one file (`signing_key_path`, as
+/// before key sets), or the key set.
+enum Keys {
+    Single(Box<SigningKey>),
+    Set(Arc<KeySet>),
+}
+
+/// The key set's directory: `signing_keys_dir`, or `keys/` in the data
+/// directory.
+fn key_set_dir(data_dir: &Path, config: &AuthConfig) -> PathBuf {
+    if config.signing_keys_dir.is_empty() {
+        data_dir.join("keys")
+    } else {
+        PathBuf::from(&config.signing_keys_dir)
+    }
+}
+
+/// Opens the key set of `data_dir` (creating it on first start), and
+/// records its directory in `settings`. A new set imports an older data
+/// directory's key files: the one of the configured algorithm as its
+/// current key, the other (if any) as a retired key, so every token they
+/// signed keeps validating.
+fn open_key_set(data_dir: &Path, settings: &mut Map<String, Value>) -> Result<Arc<KeySet>, String> {
     let config = to_config(settings)?;
+    let algorithm = config.signing_algorithm().map_err(|e| e.to_string())?;
+    let dir = key_set_dir(data_dir, &config);
+    settings.insert(
+        "signing_keys_dir".into(),
+        Value::String(dir.to_string_lossy().into()),
+    );
+    let mut initial = Initial::default();
+    if !KeySet::exists(&dir) {
+        for alg in SigningAlgorithm::ALL {
+            let path = data_dir.join(legacy_key_file(alg));
+            if !path.exists() {
+                continue;
+            }
+            let key = SigningKey::load(&path).map_err(|e| e.to_string())?;
+            tracing::info!(path = %path.display(), kid = key.kid(), "importing an older signing key into the new key set");
+            if alg == algorithm {
+                initial.current = Some(key);
+            } else {
+                initial.retired.push(key);
+            }
+        }
+    }
+    let opts = KeySetOptions::from_config(&config, &dir).map_err(|e| e.to_string())?;
+    let set = KeySet::open(opts, Arc::new(SystemClock), initial)
+        .map_err(|e| format!("signing key set: {e}"))?;
+    Ok(Arc::new(set))
+}
+
+/// The single-key file of older data directories, per algorithm.
+fn legacy_key_file(algorithm: SigningAlgorithm) -> &'static str {
+    match algorithm {
+        SigningAlgorithm::MlDsa65 => "signing-key-ml-dsa-65.pem",
+        _ => "signing-key.pem",
+    }
+}
+
+/// Fills in what the standalone server keeps in its data directory (the
+/// key set, the two JSONL files, the admin password hash) where the
+/// settings leave it unset, and loads or creates the keys.
+fn prepare(args: &ServeArgs, settings: &mut Map<String, Value>) -> Result<Keys, String> {
+    let config = to_config(settings)?;
+    config.signing_algorithm().map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
     let in_data = |name: &str| Value::String(args.data_dir.join(name).to_string_lossy().into());
@@ -343,32 +455,25 @@ fn prepare(args: &Args, settings: &mut Map<String, Value>) -> Result<SigningKey,
             settings.insert("mint_audit_path".into(), in_data("mints.jsonl"));
         }
     }
-    let algorithm = config.signing_algorithm().map_err(|e| e.to_string())?;
-    let key_path = match &config.signing_key_path {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        // Each algorithm its own default file: switching never reads the
-        // other kind of key.
-        _ if algorithm == SigningAlgorithm::MlDsa65 => {
-            args.data_dir.join("signing-key-ml-dsa-65.pem")
+    let keys = match &config.signing_key_path {
+        // One key, always current (SPEC 8: signing_key_path keeps working).
+        Some(p) if !p.is_empty() => {
+            let algorithm = config.signing_algorithm().map_err(|e| e.to_string())?;
+            Keys::Single(Box::new(load_or_create_key(Path::new(p), algorithm)?))
         }
-        _ => args.data_dir.join("signing-key.pem"),
+        _ => Keys::Set(open_key_set(&args.data_dir, settings)?),
     };
-    let key = load_or_create_key(&key_path, algorithm)?;
-    settings.insert(
-        "signing_key_path".into(),
-        Value::String(key_path.to_string_lossy().into()),
-    );
     if config.auto_create_admin && text(settings, "admin_password").is_empty() {
         let hash = admin_password_hash(args, &config.admin_email)?;
         settings.insert("admin_password".into(), Value::String(hash));
     }
-    Ok(key)
+    Ok(keys)
 }
 
 /// With `auto_create_admin` on and no password configured, a password is
 /// generated on first start, printed once, and only its argon2id hash kept;
 /// later starts read the hash back.
-fn admin_password_hash(args: &Args, email: &str) -> Result<String, String> {
+fn admin_password_hash(args: &ServeArgs, email: &str) -> Result<String, String> {
     let path = args.data_dir.join("admin-password.argon2");
     if path.exists() {
         let hash = std::fs::read_to_string(&path)
@@ -472,8 +577,95 @@ fn fail(msg: String) -> ! {
     std::process::exit(2);
 }
 
-#[tokio::main]
-async fn main() {
+/// An epoch time as `YYYY-MM-DDTHH:MM:SSZ` (UTC).
+fn iso8601(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil from days (H. Hinnant).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// `keys list`: one line per key.
+fn print_keys(keys: &[KeyInfo]) {
+    println!(
+        "{:<44}  {:<9}  {:<7}  {:<20}  {:<20}  RETIRES AFTER",
+        "KID", "ALGORITHM", "STATE", "CREATED", "SIGNS FROM"
+    );
+    for k in keys {
+        println!(
+            "{:<44}  {:<9}  {:<7}  {:<20}  {:<20}  {}",
+            k.kid,
+            k.algorithm.name(),
+            k.state.name(),
+            iso8601(k.created),
+            iso8601(k.signs_from),
+            k.retires_after.map_or_else(|| "-".to_string(), iso8601),
+        );
+    }
+}
+
+/// `keys list` and `keys rotate`.
+fn keys_command(command: KeysCommand) -> Result<(), String> {
+    let (args, algorithm) = match &command {
+        KeysCommand::List(a) => (a, None),
+        KeysCommand::Rotate(r) => (&r.keys, r.algorithm.as_deref()),
+    };
+    let mut settings = load_settings(args.config.as_deref(), std::env::vars_os())?;
+    let config = to_config(&settings)?;
+    if config
+        .signing_key_path
+        .as_deref()
+        .is_some_and(|p| !p.is_empty())
+    {
+        return Err(
+            "signing_key_path is set: the server signs with that one key, there is no key set \
+             (unset it to use the key set in the data directory)"
+                .into(),
+        );
+    }
+    std::fs::create_dir_all(&args.data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
+    let set = open_key_set(&args.data_dir, &mut settings)?;
+    match command {
+        KeysCommand::List(_) => {
+            set.reload().map_err(|e| e.to_string())?;
+            print_keys(&set.key_states());
+        }
+        KeysCommand::Rotate(_) => {
+            let algorithm = match algorithm {
+                Some(name) => SigningAlgorithm::from_name(name)
+                    .ok_or_else(|| format!("--algorithm {name:?}: RS256 or ML-DSA-65"))?,
+                None => config.signing_algorithm().map_err(|e| e.to_string())?,
+            };
+            let info = set.rotate(algorithm).map_err(|e| e.to_string())?;
+            eprintln!(
+                "published next key {} ({}); it signs from {} (in {} s)",
+                info.kid,
+                info.algorithm,
+                iso8601(info.signs_from),
+                info.signs_from.saturating_sub(info.created)
+            );
+            println!("{}", info.kid);
+        }
+    }
+    Ok(())
+}
+
+fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -481,15 +673,27 @@ async fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = parse_args().unwrap_or_else(|e| fail(e));
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Keys(command)) => keys_command(command).unwrap_or_else(|e| fail(e)),
+        Some(Command::Serve(args)) => serve(args),
+        None => serve(cli.serve),
+    }
+}
+
+#[tokio::main]
+async fn serve(args: ServeArgs) {
     let mut settings =
         load_settings(args.config.as_deref(), std::env::vars_os()).unwrap_or_else(|e| fail(e));
-    // SPEC 11: metrics on loopback unless `metrics_listen` says otherwise
-    // (SERVER_AUTH_METRICS_LISTEN; an empty value turns them off).
+    // SPEC 11: metrics on loopback unless `metrics_listen` (or
+    // --metrics-listen) says otherwise; an empty value turns them off.
+    if let Some(addr) = &args.metrics_listen {
+        settings.insert("metrics_listen".into(), Value::String(addr.clone()));
+    }
     settings
         .entry("metrics_listen")
         .or_insert_with(|| Value::String(DEFAULT_METRICS_LISTEN.into()));
-    let key = prepare(&args, &mut settings).unwrap_or_else(|e| fail(e));
+    let keys = prepare(&args, &mut settings).unwrap_or_else(|e| fail(e));
     let config = to_config(&settings).unwrap_or_else(|e| fail(e));
     let redis_url = text(&settings, "redis_url").to_string();
     tracing::info!(
@@ -499,7 +703,16 @@ async fn main() {
         mint_audit = %config.mint_audit_path,
         "configuration loaded"
     );
-    let mut builder = WalletAuth::builder(config.clone()).with_signing_key(key);
+    let mut builder = WalletAuth::builder(config.clone());
+    builder = match keys {
+        Keys::Single(key) => builder.with_signing_key(*key),
+        Keys::Set(set) => {
+            for k in set.key_states() {
+                tracing::info!(kid = %k.kid, algorithm = %k.algorithm, state = %k.state, "signing key");
+            }
+            builder.with_key_set(set)
+        }
+    };
     if !redis_url.is_empty() {
         builder = with_redis(builder, &redis_url, &config)
             .await

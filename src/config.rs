@@ -134,6 +134,21 @@ pub struct AuthConfig {
     /// standalone server binds it, and defaults it to `127.0.0.1:9464`).
     /// Empty (the library's default) = off, with no per-request cost.
     pub metrics_listen: String,
+    /// The signing key set's directory (SPEC 8): one PKCS#8 file per key
+    /// with its state, rotated by `standalone keys rotate` or every
+    /// `key_rotation_days`. Empty = no key set (`signing_key_path`, or an
+    /// ephemeral key). The standalone server defaults it to `keys/` in its
+    /// data directory. `signing_key_path`, when set, wins.
+    pub signing_keys_dir: String,
+    /// Automatic rotation of the key set every this many days; 0 = off.
+    pub key_rotation_days: u64,
+    /// How long a new key of the key set is published in the JWKS before it
+    /// signs. The JWKS `Cache-Control: max-age` never exceeds it.
+    pub key_prepublish_seconds: u64,
+    /// How often a running server re-reads its key set directory, so a
+    /// rotation made by another process is picked up without a restart.
+    /// Default 30; must be shorter than `key_prepublish_seconds`.
+    pub key_reload_seconds: u64,
 }
 
 impl Default for AuthConfig {
@@ -183,6 +198,10 @@ impl Default for AuthConfig {
             audiences: Vec::new(),
             revocation_stream_max: 1000,
             metrics_listen: String::new(),
+            signing_keys_dir: String::new(),
+            key_rotation_days: 0,
+            key_prepublish_seconds: 600,
+            key_reload_seconds: crate::keyset::DEFAULT_RELOAD_SECS,
         }
     }
 }
@@ -212,6 +231,31 @@ impl AuthConfig {
     /// `rediss://` `redis_url`).
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.signing_algorithm()?;
+        if self.key_reload_seconds == 0 || self.key_reload_seconds > 86_400 {
+            return Err(ConfigError::invalid(
+                "key_reload_seconds",
+                "must be between 1 and 86400",
+            ));
+        }
+        if !self.signing_keys_dir.is_empty()
+            && self.key_prepublish_seconds > 0
+            && self.key_reload_seconds >= self.key_prepublish_seconds
+        {
+            return Err(ConfigError::invalid(
+                "key_reload_seconds",
+                format!(
+                    "is {}, but must be shorter than key_prepublish_seconds ({}): every \
+                     instance must see a new key before it signs",
+                    self.key_reload_seconds, self.key_prepublish_seconds
+                ),
+            ));
+        }
+        if self.key_rotation_days > 36_500 {
+            return Err(ConfigError::invalid(
+                "key_rotation_days",
+                "must be at most 36500 (0 = off)",
+            ));
+        }
         if self.issuer.trim().is_empty() {
             return Err(ConfigError::invalid("issuer", "must not be empty"));
         }

@@ -44,6 +44,7 @@ mod error;
 mod hexcodec;
 pub mod http;
 pub mod jsonl;
+pub mod keyset;
 pub mod limit;
 mod message;
 pub mod ops;
@@ -65,6 +66,7 @@ pub use auth::{
 pub use challenge::{ChallengeMeta, ChallengeStore, MemoryChallengeStore};
 pub use config::AuthConfig;
 pub use error::{ConfigError, Error, StoreError};
+pub use keyset::{KeyInfo, KeySet, KeyState};
 pub use revocation::{
     FeedRead, JsonlRevocationStore, MemoryRevocationStore, RevocationEntry, RevocationKind,
     RevocationStore,

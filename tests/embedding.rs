@@ -189,7 +189,7 @@ async fn rotation_keeps_the_retired_key_verifying() {
         .iter()
         .map(|k| k["kid"].as_str().unwrap())
         .collect();
-    assert_eq!(kids, [new.tokens().kid(), old_jwk.kid.as_str()]);
+    assert_eq!(kids, [new.tokens().kid().as_str(), old_jwk.kid.as_str()]);
     assert_ne!(kids[0], kids[1]);
     let (status, _) = call(&app, "GET", "/api/v1/auth/mints", "", Some(&old_token)).await;
     assert_eq!(

@@ -91,8 +91,12 @@ async fn validates_and_honours_revocation(python: &std::path::Path, algorithm: &
     assert_eq!(key["alg"], algorithm);
     if algorithm == "ML-DSA-65" {
         assert_eq!(key["kty"], "AKP");
-        // The standalone created an ML-DSA-65 PKCS#8 key on first start.
-        let pem = std::fs::read_to_string(dir.path().join("signing-key-ml-dsa-65.pem")).unwrap();
+        // The standalone created an ML-DSA-65 PKCS#8 key in its key set on first start.
+        let pem = std::fs::read_to_string(
+            dir.path()
+                .join(format!("keys/key-{}.pem", key["kid"].as_str().unwrap())),
+        )
+        .unwrap();
         let created = wallet_auth::SigningKey::from_pem(&pem).unwrap();
         assert_eq!(created.kid(), key["kid"]);
     }

@@ -23,7 +23,12 @@ fn validate(token: &str, jwks: &Value) -> Result<Value, jsonwebtoken::errors::Er
 async fn restart_keeps_the_key_and_tokens_stay_valid() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[], &[]);
-    let key_file = dir.path().join("signing-key.pem");
+    let (_, before) = Http::new(&server.base).get("/jwks", None).await;
+    // First start creates the key set, its key file private (0600).
+    let key_file = dir.path().join(format!(
+        "keys/key-{}.pem",
+        before["keys"][0]["kid"].as_str().unwrap()
+    ));
     assert!(key_file.exists(), "first start creates the signing key");
     #[cfg(unix)]
     {
@@ -31,7 +36,6 @@ async fn restart_keeps_the_key_and_tokens_stay_valid() {
         let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
     }
-    let (_, before) = Http::new(&server.base).get("/jwks", None).await;
     let tokens = Http::new(&server.base)
         .sign_in(&Wallet::generate("Ed25519"))
         .await;

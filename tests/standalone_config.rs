@@ -118,6 +118,7 @@ fn a_misspelt_boolean_stops_start_up_naming_the_variable() {
     assert!(out.stderr.contains("not a boolean"), "{}", out.stderr);
     // Refused before anything was created: no key, no files.
     assert!(!dir.path().join("signing-key.pem").exists());
+    assert!(!dir.path().join("keys").exists());
 }
 
 #[test]

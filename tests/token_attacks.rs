@@ -81,7 +81,7 @@ fn signed_by_us(alg: SigningAlgorithm, header: &Value, claims: &Value) -> String
 fn honest_operator(app: &TestApp) -> String {
     let tokens = app.auth.tokens();
     let alg = tokens.algorithm();
-    signed_by_us(alg, &our_header(alg, tokens.kid()), &operator_claims(app))
+    signed_by_us(alg, &our_header(alg, &tokens.kid()), &operator_claims(app))
 }
 
 /// The same claims as [`honest_operator`] with one claim changed (or removed
@@ -390,7 +390,7 @@ async fn a_fleet_token_with_a_forged_role_is_refused_by(app: TestApp) {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let real = r.body["session_token"].as_str().unwrap().to_string();
     let alg = app.auth.tokens().algorithm();
-    assert_eq!(header_of(&real), our_header(alg, app.auth.tokens().kid()));
+    assert_eq!(header_of(&real), our_header(alg, &app.auth.tokens().kid()));
     // Control: the real service token reads the denylist.
     assert_eq!(
         call(&app, "/revoked-jtis", &real).await.status,
@@ -474,7 +474,8 @@ async fn a_migration_accepts_each_published_key_with_its_own_algorithm_only() {
             };
             b.with_retired_key(retired.clone())
         });
-        let kids: Vec<&str> = app.auth.jwks().iter().map(|k| k.kid.as_str()).collect();
+        let jwks = app.auth.jwks();
+        let kids: Vec<&str> = jwks.iter().map(|k| k.kid.as_str()).collect();
         assert_eq!(
             kids,
             [active.kid.as_str(), retired.kid.as_str()],

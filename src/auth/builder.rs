@@ -10,6 +10,7 @@ use super::{Inner, WalletAuth};
 use crate::audit::MintAuditStore;
 use crate::challenge::{ChallengeStore, MemoryChallengeStore};
 use crate::clock::{SharedClock, SystemClock};
+use crate::keyset::{Initial, KeySet, KeySetOptions};
 use crate::limit::{RateLimits, TrustedProxies};
 use crate::message::MessageSettings;
 use crate::password::{AdminLogin, LoginLimits};
@@ -30,6 +31,7 @@ pub struct WalletAuthBuilder {
     revocation_store: Option<Arc<dyn RevocationStore>>,
     audit_store: Option<Arc<dyn MintAuditStore>>,
     signing_key: Option<Arc<SigningKey>>,
+    key_set: Option<Arc<KeySet>>,
     retired_keys: Vec<Jwk>,
     clock: Option<SharedClock>,
     sweep_interval: Duration,
@@ -49,6 +51,7 @@ impl WalletAuth {
             revocation_store: None,
             audit_store: None,
             signing_key: None,
+            key_set: None,
             retired_keys: Vec::new(),
             clock: None,
             sweep_interval: Duration::from_secs(5),
@@ -89,6 +92,17 @@ impl WalletAuthBuilder {
     /// Signs with a shared key.
     pub fn with_shared_signing_key(mut self, key: Arc<SigningKey>) -> Self {
         self.signing_key = Some(key);
+        self
+    }
+
+    /// Signs with the current key of `set` (SPEC 8), publishing its next
+    /// and retired keys, instead of opening the one `signing_keys_dir`
+    /// names (use this to open it with [`Initial`](crate::keyset::Initial)
+    /// keys, e.g. an imported one). A running service re-reads the set
+    /// every `key_reload_seconds`. [`with_signing_key`](Self::with_signing_key)
+    /// and `signing_key_path` win over it.
+    pub fn with_key_set(mut self, set: Arc<KeySet>) -> Self {
+        self.key_set = Some(set);
         self
     }
 
@@ -174,47 +188,82 @@ impl WalletAuthBuilder {
         let messages = MessageSettings::from_config(&config)?;
         let clock: SharedClock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
 
-        let persistent_key = self.signing_key.is_some()
-            || config
-                .signing_key_path
-                .as_deref()
-                .is_some_and(|p| !p.is_empty());
-        let algorithm = config.signing_algorithm()?;
-        let key = match (self.signing_key, &config.signing_key_path) {
-            (Some(k), _) => k,
-            (None, Some(path)) if !path.is_empty() => Arc::new(
-                SigningKey::load(std::path::Path::new(path))
-                    .map_err(|e| ConfigError::SigningKey(format!("signing_key_path: {e}")))?,
-            ),
-            _ => {
-                tracing::warn!(
-                    %algorithm,
-                    "no signing key configured: generated an ephemeral key; tokens will not survive a restart \
-                     (set signing_key_path)"
-                );
-                Arc::new(SigningKey::generate_for(algorithm)?)
+        let key_path = config.signing_key_path.as_deref().filter(|p| !p.is_empty());
+        let key_set = match (&self.signing_key, key_path, self.key_set) {
+            (None, None, Some(set)) => Some(set),
+            (None, None, None) if !config.signing_keys_dir.is_empty() => {
+                let dir = std::path::Path::new(&config.signing_keys_dir);
+                let opts = KeySetOptions::from_config(&config, dir)?;
+                Some(Arc::new(KeySet::open(
+                    opts,
+                    Arc::clone(&clock),
+                    Initial::default(),
+                )?))
             }
+            _ => None,
         };
-        // `algorithm` picks the signer: its key must be of that algorithm.
-        if key.algorithm() != algorithm {
-            return Err(ConfigError::invalid(
-                "algorithm",
-                format!(
-                    "is {algorithm}, but the signing key is a {} key",
-                    key.algorithm()
+        let persistent_key = self.signing_key.is_some() || key_path.is_some() || key_set.is_some();
+        let algorithm = config.signing_algorithm()?;
+        let tokens = if let Some(set) = &key_set {
+            // The signer is the set's current key; `algorithm` picks the
+            // algorithm of its new keys (a migration publishes both kinds).
+            let scheduled = set.scheduled();
+            let first = scheduled
+                .first()
+                .map(|s| Arc::clone(&s.key))
+                .ok_or_else(|| {
+                    ConfigError::from(crate::keyset::KeySetError::Empty(set.dir().to_path_buf()))
+                })?;
+            let refresh_secret = set.refresh_secret()?;
+            let tokens = TokenService::new(
+                first,
+                &self.retired_keys,
+                &refresh_secret,
+                config.issuer.clone(),
+                config.audience.clone(),
+                Arc::clone(&clock),
+            )
+            .with_audiences(&config.audiences)
+            .with_reserver(Arc::clone(set) as Arc<dyn crate::token::ExpReserver>);
+            tokens.install(scheduled, &[]);
+            tokens
+        } else {
+            let key = match (self.signing_key, key_path) {
+                (Some(k), _) => k,
+                (None, Some(path)) => Arc::new(
+                    SigningKey::load(std::path::Path::new(path))
+                        .map_err(|e| ConfigError::SigningKey(format!("signing_key_path: {e}")))?,
                 ),
-            ));
-        }
-        let refresh_secret = key.derive_secret(b"wallet-auth refresh-token HS256 key v1");
-        let tokens = TokenService::new(
-            Arc::clone(&key),
-            &self.retired_keys,
-            &refresh_secret,
-            config.issuer.clone(),
-            config.audience.clone(),
-            Arc::clone(&clock),
-        )
-        .with_audiences(&config.audiences);
+                (None, None) => {
+                    tracing::warn!(
+                        %algorithm,
+                        "no signing key configured: generated an ephemeral key; tokens will not survive a restart \
+                         (set signing_key_path or signing_keys_dir)"
+                    );
+                    Arc::new(SigningKey::generate_for(algorithm)?)
+                }
+            };
+            // `algorithm` picks the signer: its key must be of that algorithm.
+            if key.algorithm() != algorithm {
+                return Err(ConfigError::invalid(
+                    "algorithm",
+                    format!(
+                        "is {algorithm}, but the signing key is a {} key",
+                        key.algorithm()
+                    ),
+                ));
+            }
+            let refresh_secret = key.derive_secret(crate::keyset::REFRESH_LABEL);
+            TokenService::new(
+                Arc::clone(&key),
+                &self.retired_keys,
+                &refresh_secret,
+                config.issuer.clone(),
+                config.audience.clone(),
+                Arc::clone(&clock),
+            )
+            .with_audiences(&config.audiences)
+        };
 
         // A key that outlives the process (given, or read from a file) with
         // a denylist that does not would re-arm every revocation at restart.
@@ -326,8 +375,10 @@ impl WalletAuthBuilder {
             contract_wallets: self.contract_wallets,
             stream_keep_alive: self.stream_keep_alive,
             verified: Default::default(),
+            key_set,
         });
         inner.sweeper.ensure_started(&inner);
+        super::keys::start_reload(&inner);
         Ok(WalletAuth { inner })
     }
 }

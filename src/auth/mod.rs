@@ -10,6 +10,7 @@
 //! | `refresh.rs`    | [`WalletAuth::refresh`] (one-time rotation, family revocation) |
 //! | `login.rs`      | [`WalletAuth::login`] (the bootstrap admin's password) |
 //! | `fleet.rs`      | [`WalletAuth::check_fleet_secret`], [`WalletAuth::mint_fleet_session`] |
+//! | `keys.rs`       | [`WalletAuth::key_states`], [`WalletAuth::reload_keys`], the key set's reload |
 //! | `gate.rs`       | [`WalletAuth::authorize`], [`WalletAuth::authenticate`] (Bearer gates) |
 //! | `revocation.rs` | [`WalletAuth::revoke`], [`WalletAuth::revoked_jtis`], [`WalletAuth::mints`] |
 //! | `mint.rs`       | `issue_pair`, `mint_audited`, `audit_records`, the claims builders |
@@ -33,6 +34,7 @@ use crate::{AuthConfig, Error};
 mod builder;
 mod fleet;
 mod gate;
+mod keys;
 mod login;
 mod mint;
 mod refresh;
@@ -93,6 +95,8 @@ pub(crate) struct Inner {
     stream_keep_alive: std::time::Duration,
     /// Bearer tokens the gates have verified (`gate.rs`).
     verified: verified::VerifiedTokens,
+    /// The signing key set, when keys come from one (SPEC 8).
+    key_set: Option<Arc<crate::keyset::KeySet>>,
 }
 
 /// The wallet-auth service: configuration, stores and keys behind one `Arc`.
@@ -150,9 +154,9 @@ impl WalletAuth {
         self.inner.audit_failures.load(Ordering::Relaxed)
     }
 
-    /// The public keys served at `/jwks`: the active key first, then the
-    /// retired ones still accepted.
-    pub fn jwks(&self) -> &[Jwk] {
+    /// The public keys served at `/jwks`: the signing key first, then the
+    /// next and retired ones also accepted.
+    pub fn jwks(&self) -> Vec<Jwk> {
         self.inner.tokens.jwks()
     }
 

@@ -13,11 +13,18 @@ use serde::Serialize;
 use crate::revocation::RevocationEntry;
 use crate::{Error, WalletAuth};
 
+/// The longest `max-age` of `/jwks`, seconds.
+const JWKS_MAX_AGE: u64 = 300;
+
 /// The bodies one router serves; built by [`WalletAuth::router`].
 pub(super) struct Bodies {
-    /// The JWKS document (`None` only if it failed to serialize, which
-    /// plain strings cannot).
-    jwks: Option<Bytes>,
+    /// The service whose key ring holds the JWKS document (serialized once
+    /// per key rotation).
+    auth: WalletAuth,
+    /// `Cache-Control` of `/jwks`: never longer than a new key's
+    /// pre-publication (less the reload interval that may pass before an
+    /// instance publishes it).
+    jwks_cache_control: axum::http::HeaderValue,
     poll: RwLock<Option<Arc<PollBody>>>,
 }
 
@@ -107,24 +114,33 @@ fn etag_of(body: &[u8], suffix: &str) -> HeaderValue {
 
 impl Bodies {
     pub(super) fn new(auth: &WalletAuth) -> Self {
-        let jwks = match serde_json::to_vec(&serde_json::json!({ "keys": auth.jwks() })) {
-            Ok(body) => Some(Bytes::from(body)),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot serialize the JWKS");
-                None
-            }
-        };
+        let config = auth.config();
+        let max_age = config
+            .key_prepublish_seconds
+            .saturating_sub(config.key_reload_seconds)
+            .min(JWKS_MAX_AGE);
+        let jwks_cache_control =
+            axum::http::HeaderValue::from_str(&format!("public, max-age={max_age}"))
+                .unwrap_or_else(|_| axum::http::HeaderValue::from_static("no-cache"));
         Self {
-            jwks,
+            auth: auth.clone(),
+            jwks_cache_control,
             poll: RwLock::new(None),
         }
     }
 
+    /// The `Cache-Control` value of `/jwks`.
+    pub(super) fn jwks_cache_control(&self) -> axum::http::HeaderValue {
+        self.jwks_cache_control.clone()
+    }
+
     /// The JWKS document, `{"keys": [...]}`.
     pub(super) fn jwks(&self) -> Result<Bytes, Error> {
-        self.jwks
-            .clone()
-            .ok_or_else(|| Error::Internal("the JWKS did not serialize".into()))
+        let body = self.auth.inner.tokens.jwks_body();
+        if body.is_empty() {
+            return Err(Error::Internal("the JWKS did not serialize".into()));
+        }
+        Ok(body)
     }
 
     /// The `/revoked-jtis` body, `{"items": [...], "cursor", "full"}`.

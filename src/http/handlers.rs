@@ -26,10 +26,8 @@ fn json_bytes(body: bytes::Bytes) -> Response {
 
 pub(super) async fn jwks(State(edge): State<EdgeState>) -> Result<Response, Error> {
     let mut resp = json_bytes(edge.bodies.jwks()?);
-    resp.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=300"),
-    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, edge.bodies.jwks_cache_control());
     Ok(resp)
 }
 

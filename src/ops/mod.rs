@@ -107,28 +107,32 @@ impl WalletAuth {
         Readiness { checks }
     }
 
-    /// `"ok"` when a current signing key is present.
+    /// `"ok"` when exactly one signing key is current (SPEC 8).
     fn signing_key_check(&self) -> String {
-        // KEY SET: after the key-set merge, read `self.key_states()` here
-        // (ok iff exactly one key is `current`).
-        if self.inner.tokens.kid().is_empty() {
-            "no current signing key".into()
-        } else {
-            Readiness::OK.into()
+        let states = self.key_states();
+        match states
+            .iter()
+            .filter(|k| k.state == crate::KeyState::Current)
+            .count()
+        {
+            1 => Readiness::OK.into(),
+            0 => "no current signing key".into(),
+            n => format!("{n} current signing keys"),
         }
     }
 
     /// The key set's sizes by state, for `wallet_auth_signing_keys{state}`.
     pub(crate) fn signing_key_counts(&self) -> [(&'static str, usize); 3] {
-        // KEY SET: after the key-set merge, count `self.key_states()` by
-        // state here. Until then: the one signing key is current, and every
-        // other published key is retired.
-        let published = self.inner.tokens.jwks().len();
-        [
-            ("next", 0),
-            ("current", 1),
-            ("retired", published.saturating_sub(1)),
-        ]
+        let mut counts = [("next", 0), ("current", 0), ("retired", 0)];
+        for k in self.key_states() {
+            let i = match k.state {
+                crate::KeyState::Next => 0,
+                crate::KeyState::Current => 1,
+                crate::KeyState::Retired => 2,
+            };
+            counts[i].1 += 1;
+        }
+        counts
     }
 
     /// The OpenID discovery document (`/.well-known/openid-configuration`):
@@ -137,10 +141,10 @@ impl WalletAuth {
     pub fn discovery(&self) -> serde_json::Value {
         let c = &self.inner.config;
         let base = format!("{}{}", c.issuer.trim_end_matches('/'), c.route_prefix);
-        let mut algs: Vec<&str> = Vec::new();
+        let mut algs: Vec<String> = Vec::new();
         for jwk in self.inner.tokens.jwks() {
-            if !algs.contains(&jwk.alg.as_str()) {
-                algs.push(jwk.alg.as_str());
+            if !algs.contains(&jwk.alg) {
+                algs.push(jwk.alg);
             }
         }
         serde_json::json!({

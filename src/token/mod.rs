@@ -7,10 +7,13 @@ mod keys;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
+use bytes::Bytes;
 use jsonwebtoken::{Algorithm as JwtAlg, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -142,11 +145,77 @@ impl Verifier {
     }
 }
 
+/// One key that signs from `signs_from` (epoch seconds) on, with its
+/// header ready to prepend.
+struct Signer {
+    signs_from: u64,
+    key: Arc<SigningKey>,
+    header_b64: String,
+    /// The latest `exp` the key set has on record for this key (see
+    /// [`ExpReserver`]); a token that expires later is recorded first.
+    reserved: AtomicU64,
+}
+
+/// The keys in force: who signs when, and what verifies. Swapped whole on
+/// a rotation, so minting and validating read one consistent set without a
+/// lock.
+struct KeyRing {
+    /// Ascending `signs_from`; never empty.
+    signers: Vec<Signer>,
+    verify_keys: HashMap<String, Verifier>,
+    jwks: Arc<[Jwk]>,
+    /// `{"keys": [...]}`, serialized once per ring.
+    jwks_body: Bytes,
+}
+
+impl KeyRing {
+    /// The signer at `now`: the latest whose `signs_from` has come, or the
+    /// earliest if none has (a clock behind the one that made the key).
+    fn signer_at(&self, now: u64) -> &Signer {
+        let mut chosen = &self.signers[0];
+        for s in &self.signers[1..] {
+            if s.signs_from <= now {
+                chosen = s;
+            }
+        }
+        chosen
+    }
+}
+
+/// A key that signs from a point in time on, for [`TokenService::install`].
+#[derive(Clone)]
+pub struct ScheduledKey {
+    /// When it starts signing (epoch seconds).
+    pub signs_from: u64,
+    /// The key.
+    pub key: Arc<SigningKey>,
+    /// The latest `exp` already on record for it.
+    pub reserved_exp: u64,
+}
+
+impl std::fmt::Debug for ScheduledKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScheduledKey")
+            .field("kid", &self.key.kid())
+            .field("signs_from", &self.signs_from)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Records, durably and before a token is released, the latest `exp`
+/// signed by a key, so a retired key is never dropped from the JWKS while
+/// a token it signed lives. Implemented by the key set.
+pub(crate) trait ExpReserver: Send + Sync {
+    /// Records that `kid` signs a token expiring at `exp`; returns the
+    /// `exp` now on record (at least `exp`; more, so the next tokens need
+    /// no write).
+    fn reserve(&self, kid: &str, exp: u64) -> Result<u64, TokenError>;
+}
+
 /// Mints and validates the crate's tokens.
 pub struct TokenService {
-    active: Arc<SigningKey>,
-    verify_keys: HashMap<String, Verifier>,
-    jwks: Vec<Jwk>,
+    ring: ArcSwap<KeyRing>,
+    reserver: Option<Arc<dyn ExpReserver>>,
     /// HMAC key of derived token ids and tags: domain-separated from the
     /// refresh signing key it is derived from.
     tag_key: aws_lc_rs::hmac::Key,
@@ -157,17 +226,86 @@ pub struct TokenService {
     /// Every audience this service mints for (`audience` first).
     audiences: Vec<String>,
     clock: SharedClock,
-    header_b64: String,
 }
 
 impl std::fmt::Debug for TokenService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenService")
-            .field("algorithm", &self.active.algorithm())
-            .field("kid", &self.active.kid())
+            .field("algorithm", &self.algorithm())
+            .field("kid", &self.kid())
             .field("issuer", &self.issuer)
             .finish()
     }
+}
+
+fn header_b64_of(key: &SigningKey) -> String {
+    let header = SignedHeader {
+        alg: key.algorithm().name(),
+        typ: "JWT",
+        kid: key.kid(),
+    };
+    B64.encode(serde_json::to_vec(&header).unwrap_or_default())
+}
+
+/// The ring of `signers` (at least one), also publishing `published` keys
+/// and the `extra` JWKs (e.g. [`with_retired_key`](crate::WalletAuthBuilder::with_retired_key)).
+/// The JWKS lists the signer at `now` first.
+fn build_ring(
+    mut signers: Vec<ScheduledKey>,
+    published: &[Arc<SigningKey>],
+    extra: &[Jwk],
+    now: u64,
+) -> KeyRing {
+    signers.sort_by_key(|s| s.signs_from);
+    let signers: Vec<Signer> = signers
+        .into_iter()
+        .map(|s| Signer {
+            signs_from: s.signs_from,
+            header_b64: header_b64_of(&s.key),
+            key: s.key,
+            reserved: AtomicU64::new(s.reserved_exp),
+        })
+        .collect();
+    let mut ring = KeyRing {
+        signers,
+        verify_keys: HashMap::new(),
+        jwks: Arc::from(Vec::new()),
+        jwks_body: Bytes::new(),
+    };
+    let mut jwks = Vec::new();
+    let first = Arc::clone(&ring.signer_at(now).key);
+    let all_keys = std::iter::once(&first)
+        .chain(ring.signers.iter().map(|s| &s.key))
+        .chain(published.iter());
+    for key in all_keys {
+        if ring.verify_keys.contains_key(key.kid()) {
+            continue;
+        }
+        ring.verify_keys
+            .insert(key.kid().to_string(), Verifier::of_key(key));
+        jwks.push(key.jwk().clone());
+    }
+    for jwk in extra {
+        if ring.verify_keys.contains_key(&jwk.kid) {
+            continue;
+        }
+        match Verifier::of_jwk(jwk) {
+            Ok(k) => {
+                ring.verify_keys.insert(jwk.kid.clone(), k);
+                jwks.push(jwk.clone());
+            }
+            Err(e) => tracing::warn!(kid = %jwk.kid, "retired key left out: {e}"),
+        }
+    }
+    ring.jwks_body = match serde_json::to_vec(&serde_json::json!({ "keys": jwks })) {
+        Ok(body) => Bytes::from(body),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serialize the JWKS");
+            Bytes::new()
+        }
+    };
+    ring.jwks = Arc::from(jwks);
+    ring
 }
 
 /// A fresh token id: 16 random bytes as 32 lowercase hex.
@@ -240,31 +378,19 @@ impl TokenService {
         audience: String,
         clock: SharedClock,
     ) -> Self {
-        let mut verify_keys = HashMap::new();
-        let mut jwks = vec![active.jwk().clone()];
-        verify_keys.insert(active.kid().to_string(), Verifier::of_key(&active));
-        for jwk in retired {
-            if verify_keys.contains_key(&jwk.kid) {
-                continue;
-            }
-            match Verifier::of_jwk(jwk) {
-                Ok(k) => {
-                    verify_keys.insert(jwk.kid.clone(), k);
-                    jwks.push(jwk.clone());
-                }
-                Err(e) => tracing::warn!(kid = %jwk.kid, "retired key left out: {e}"),
-            }
-        }
-        let header = SignedHeader {
-            alg: active.algorithm().name(),
-            typ: "JWT",
-            kid: active.kid(),
-        };
-        let header_b64 = B64.encode(serde_json::to_vec(&header).unwrap_or_default());
+        let ring = build_ring(
+            vec![ScheduledKey {
+                signs_from: 0,
+                key: active,
+                reserved_exp: 0,
+            }],
+            &[],
+            retired,
+            clock.now_secs(),
+        );
         Self {
-            active,
-            verify_keys,
-            jwks,
+            ring: ArcSwap::from_pointee(ring),
+            reserver: None,
             tag_key: {
                 use aws_lc_rs::hmac;
                 let parent = hmac::Key::new(hmac::HMAC_SHA256, refresh_secret);
@@ -277,8 +403,28 @@ impl TokenService {
             audiences: vec![audience.clone()],
             audience,
             clock,
-            header_b64,
         }
+    }
+
+    /// Records every signed `exp` with `reserver` before the token is
+    /// released (the key set).
+    #[must_use]
+    pub(crate) fn with_reserver(mut self, reserver: Arc<dyn ExpReserver>) -> Self {
+        self.reserver = Some(reserver);
+        self
+    }
+
+    /// Replaces the keys in force: `signers` (at least one; each signs from
+    /// its `signs_from` on, the latest one due wins) and the further
+    /// `published` keys that verify but no longer sign (retired). Minting
+    /// and validating switch at once, without a lock; a call with no
+    /// signer changes nothing.
+    pub fn install(&self, signers: Vec<ScheduledKey>, published: &[Arc<SigningKey>]) {
+        if signers.is_empty() {
+            return;
+        }
+        let ring = build_ring(signers, published, &[], self.now());
+        self.ring.store(Arc::new(ring));
     }
 
     /// Also mints for, and accepts where noted, these further audiences
@@ -298,20 +444,43 @@ impl TokenService {
         &self.audiences
     }
 
-    /// The keys served at `/jwks`.
-    pub fn jwks(&self) -> &[Jwk] {
-        &self.jwks
+    /// The keys served at `/jwks`: the signing key first, then the keys
+    /// published beside it (next and retired).
+    pub fn jwks(&self) -> Vec<Jwk> {
+        self.ring.load().jwks.to_vec()
     }
 
-    /// The `kid` of the active key.
-    pub fn kid(&self) -> &str {
-        self.active.kid()
+    /// The `/jwks` body, `{"keys": [...]}` (empty if it did not serialize).
+    pub(crate) fn jwks_body(&self) -> Bytes {
+        self.ring.load().jwks_body.clone()
     }
 
-    /// The algorithm of the active key: the `alg` of every access and
-    /// fleet token minted.
+    /// The key that signs now.
+    pub fn active_key(&self) -> Arc<SigningKey> {
+        Arc::clone(&self.ring.load().signer_at(self.now()).key)
+    }
+
+    /// The `kid` of the key that signs now.
+    pub fn kid(&self) -> String {
+        self.ring.load().signer_at(self.now()).key.kid().to_string()
+    }
+
+    /// The algorithm of the key that signs now: the `alg` of every access
+    /// and fleet token minted.
     pub fn algorithm(&self) -> SigningAlgorithm {
-        self.active.algorithm()
+        self.ring.load().signer_at(self.now()).key.algorithm()
+    }
+
+    /// The algorithms of the published keys: exactly those the Bearer
+    /// checks accept.
+    pub fn published_algorithms(&self) -> Vec<SigningAlgorithm> {
+        let mut algs: Vec<SigningAlgorithm> = Vec::new();
+        for v in self.ring.load().verify_keys.values() {
+            if !algs.contains(&v.algorithm()) {
+                algs.push(v.algorithm());
+            }
+        }
+        algs
     }
 
     /// Issuer.
@@ -336,13 +505,24 @@ impl TokenService {
     /// [`TokenError::Signing`] if the signature cannot be made.
     pub fn sign_access(&self, claims: &AccessClaims) -> Result<String, TokenError> {
         let payload = serde_json::to_vec(claims).map_err(|_| TokenError::Signing)?;
+        let ring = self.ring.load();
+        let signer = ring.signer_at(self.now());
+        if let Some(reserver) = &self.reserver {
+            // The key set records this exp before the token exists, so the
+            // key stays published while the token lives (one write per
+            // stretch of tokens, not per token).
+            if claims.exp > signer.reserved.load(Ordering::Acquire) {
+                let on_record = reserver.reserve(signer.key.kid(), claims.exp)?;
+                signer.reserved.fetch_max(on_record, Ordering::AcqRel);
+            }
+        }
         let mut out = String::with_capacity(
-            self.header_b64.len() + (payload.len() + self.active.signature_len()) * 4 / 3 + 8,
+            signer.header_b64.len() + (payload.len() + signer.key.signature_len()) * 4 / 3 + 8,
         );
-        out.push_str(&self.header_b64);
+        out.push_str(&signer.header_b64);
         out.push('.');
         B64.encode_string(&payload, &mut out);
-        let sig = self.active.sign(out.as_bytes())?;
+        let sig = signer.key.sign(out.as_bytes())?;
         out.push('.');
         B64.encode_string(&sig, &mut out);
         Ok(out)
@@ -427,7 +607,8 @@ impl TokenService {
             return Err(TokenError::Malformed);
         }
         let kid = header.kid.as_deref().ok_or(TokenError::UnknownKid)?;
-        let key = self.verify_keys.get(kid).ok_or(TokenError::UnknownKid)?;
+        let ring = self.ring.load();
+        let key = ring.verify_keys.get(kid).ok_or(TokenError::UnknownKid)?;
         // The header's alg must be the key's: no RS256 under an ML-DSA kid.
         if key.algorithm() != alg {
             return Err(TokenError::WrongAlgorithm);
