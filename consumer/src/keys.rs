@@ -207,13 +207,8 @@ impl KeySet {
     }
 }
 
-/// At most one action per period.
-///
-/// ```ignore
-/// let mut c = Cooldown::new(Duration::from_secs(30));
-/// assert!(c.try_take(t0));
-/// assert!(!c.try_take(t0 + 29s));
-/// ```
+/// At most one action per period: `try_take(t0)` is true, `try_take(t0 +
+/// 29 s)` false with a 30 s period, `try_take(t0 + 30 s)` true again.
 #[derive(Debug, Clone)]
 pub(crate) struct Cooldown {
     period: Duration,
@@ -267,8 +262,10 @@ pub(crate) struct Keys {
 
 impl Keys {
     pub(crate) fn new(config: Config, client: reqwest::Client) -> Self {
-        let mut state = State::default();
-        state.unknown_kid = Some(Cooldown::new(config.kid_cooldown));
+        let state = State {
+            unknown_kid: Some(Cooldown::new(config.kid_cooldown)),
+            ..State::default()
+        };
         Self {
             config,
             client,
