@@ -275,3 +275,51 @@ async fn only_access_tokens_of_the_published_algorithms_pass() {
     assert_eq!(seen.len(), 19, "{seen:?}");
     assert_eq!(seen.iter().filter(|r| r.is_none()).count(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ml_dsa_65_tokens_verify_with_the_published_akp_key() {
+    wallet_auth::install_crypto_provider();
+    let pem = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/mldsa-jwt/key.pem"
+    ))
+    .unwrap();
+    let app = common::app_with(
+        AuthConfig {
+            algorithm: "ML-DSA-65".into(),
+            ..Default::default()
+        },
+        |b| b.with_signing_key(wallet_auth::SigningKey::from_pem(&pem).unwrap()),
+    );
+    let issuer = Issuer::serve(Issuer::bind().await, app.router.clone());
+    let consumer = Consumer::start(consumer_config(&issuer, &app, RevocationSource::Poll)).unwrap();
+    assert!(consumer.ready(Duration::from_secs(10)).await);
+    let token = token_with_role(&app, "wallet");
+    assert_eq!(common::header_of(&token)["alg"], "ML-DSA-65");
+    assert_eq!(consumer.validate(&token).await.unwrap().role, "wallet");
+    // The same kid under RS256 (signed by our RSA key): the key's alg rules.
+    let kid = common::header_of(&token)["kid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let t = signed(
+        &rs_header(&kid),
+        &claims("wallet"),
+        &our_key(),
+        Algorithm::RS256,
+    );
+    let r = consumer.validate(&t).await.unwrap_err();
+    assert_eq!(
+        (r.reason(), r.detail()),
+        (Reason::Invalid, "token algorithm does not match its key")
+    );
+    // A flipped signature byte.
+    let mut bytes = token.into_bytes();
+    let i = bytes.len() - 10;
+    bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+    let t = String::from_utf8(bytes).unwrap();
+    assert_eq!(
+        consumer.validate(&t).await.unwrap_err().reason(),
+        Reason::Invalid
+    );
+}

@@ -41,6 +41,7 @@ pub struct RevocationStatus {
 
 #[derive(Default)]
 struct State {
+    /// Revoked jtis and their tokens' `exp` (when the issuer said).
     jtis: HashMap<String, Option<u64>>,
     cursor: Option<String>,
     etag: Option<String>,
@@ -50,6 +51,29 @@ struct State {
     /// When the stream was found missing.
     no_stream_at: Option<Duration>,
     streaming: bool,
+    /// Entries added since expired ones were last dropped.
+    added: usize,
+}
+
+/// Entries added between two sweeps of the expired ones.
+const PRUNE_EVERY: usize = 4096;
+
+impl State {
+    /// Adds `jti`; every [`PRUNE_EVERY`] additions drops the entries whose
+    /// token has expired (past `exp` plus `leeway`), as the issuer does, so
+    /// a long-running consumer holds what still matters.
+    fn insert(&mut self, jti: String, exp: Option<u64>, now: Duration, leeway: Duration) {
+        if jti.len() > MAX_JTI {
+            return;
+        }
+        self.jtis.insert(jti, exp);
+        self.added += 1;
+        if self.added >= PRUNE_EVERY {
+            self.added = 0;
+            let horizon = now.saturating_sub(leeway).as_secs();
+            self.jtis.retain(|_, exp| exp.is_none_or(|e| e >= horizon));
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -153,9 +177,8 @@ impl Revocations {
     }
 
     fn add(&self, jti: String, exp: Option<u64>) {
-        if jti.len() <= MAX_JTI {
-            self.lock().jtis.insert(jti, exp);
-        }
+        let now = self.config.clock.now();
+        self.lock().insert(jti, exp, now, self.config.leeway);
     }
 
     fn authorized(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -213,9 +236,9 @@ impl Revocations {
             st.etag = new_etag;
         }
         for item in body.items {
-            if let Some(jti) = item.jti.filter(|j| j.len() <= MAX_JTI) {
+            if let Some(jti) = item.jti {
                 let exp = item_exp(&item.exp);
-                st.jtis.insert(jti, exp);
+                st.insert(jti, exp, now, self.config.leeway);
             }
         }
         if body.cursor.is_some() || !delta {
@@ -362,5 +385,27 @@ impl Revocations {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expired_entries_are_swept() {
+        let mut st = State::default();
+        let now = Duration::from_secs(1_000_000);
+        let leeway = Duration::from_secs(30);
+        st.insert("old".into(), Some(999_000), now, leeway);
+        st.insert("edge".into(), Some(999_980), now, leeway);
+        st.insert("forever".into(), None, now, leeway);
+        st.insert("x".repeat(MAX_JTI + 1), None, now, leeway);
+        assert_eq!(st.jtis.len(), 3, "an over-long jti is not kept");
+        for i in 0..PRUNE_EVERY {
+            st.insert(format!("live-{i}"), Some(2_000_000), now, leeway);
+        }
+        assert!(!st.jtis.contains_key("old"));
+        assert!(st.jtis.contains_key("edge") && st.jtis.contains_key("forever"));
     }
 }
