@@ -51,6 +51,7 @@ impl Drop for Protected {
     }
 }
 
+#[allow(clippy::zombie_processes)] // Protected::drop kills and waits.
 fn start_protected(issuer: &str, service_token: &str, extra: &[&str]) -> Protected {
     let mut child = Command::new(protected_binary())
         .args(["--listen", "127.0.0.1:0", "--issuer", issuer])

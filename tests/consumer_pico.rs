@@ -38,6 +38,7 @@ fn free_port() -> u16 {
 }
 
 /// Starts pico-server-auth, or says why it cannot (the venv lacks it).
+#[allow(clippy::zombie_processes)] // Pico::drop kills and waits.
 fn start_pico(dir: &std::path::Path) -> Option<Pico> {
     let python = common::interop_python()?;
     let has_server = Command::new(&python)

@@ -12,6 +12,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// ```
 pub trait Clock: Send + Sync + 'static {
     /// Now, since the Unix epoch.
+    ///
+    /// ```
+    /// use wallet_auth_consumer::{Clock, ManualClock};
+    /// let c = ManualClock::starting_now();
+    /// assert_eq!(c.now(), c.now());
+    /// ```
     fn now(&self) -> Duration;
 }
 

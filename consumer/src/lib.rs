@@ -52,7 +52,12 @@ pub use error::{Decision, Reason, Rejection, StartError};
 pub use keys::Algorithm;
 pub use revocations::RevocationStatus;
 
-/// Longest token accepted (an ML-DSA-65 token is about 5.5 KB).
+/// Longest token accepted (an ML-DSA-65 token is about 5.5 KB); a longer
+/// one is refused as `invalid` before any decoding.
+///
+/// ```
+/// assert!(wallet_auth_consumer::MAX_TOKEN_LEN >= 8 * 1024);
+/// ```
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 /// Longest decoded JWS header accepted.
 const MAX_HEADER_LEN: usize = 2048;

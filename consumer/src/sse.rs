@@ -2,6 +2,13 @@
 //! bytes in, events out, no line and no event longer than the limit.
 
 /// One dispatched event, or a comment line (a keep-alive).
+///
+/// ```
+/// use wallet_auth_consumer::sse::{SseItem, SseParser};
+/// let mut out = Vec::new();
+/// SseParser::new(64).push(b": keep-alive\n", &mut out).unwrap();
+/// assert_eq!(out, vec![SseItem::Comment]);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SseItem {
     /// An event: its `event` type (`message` when absent), its `data`
@@ -19,6 +26,13 @@ pub enum SseItem {
 }
 
 /// Why a stream was abandoned.
+///
+/// ```
+/// use wallet_auth_consumer::sse::{SseError, SseParser};
+/// let mut out = Vec::new();
+/// let e = SseParser::new(4).push(b"data: 12345\n", &mut out).unwrap_err();
+/// assert_eq!(e, SseError::TooLong(4));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SseError {
     /// A line, or an event's data, grew past the limit.
