@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod forge;
+pub mod issuer;
 pub mod proxy;
 pub mod redis_server;
 pub mod server;
