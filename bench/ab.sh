@@ -4,7 +4,7 @@
 # load on core 1, limits off. E.g.: git worktree add /tmp/old e61683f && (cd /tmp/old && cargo build
 # --release --example standalone) && BEFORE=/tmp/old/target/release/examples/standalone
 # AFTER=target/release/examples/standalone bash bench/ab.sh
-# ENV_BEFORE / ENV_AFTER add settings to one side (space-separated VAR=VALUE), so one binary can
+# Metrics are off unless METRICS_LISTEN=ADDR (both sides). ENV_BEFORE / ENV_AFTER add settings to one side (space-separated VAR=VALUE), so one binary can
 # be compared with itself: BEFORE=$B AFTER=$B ENV_AFTER=SERVER_AUTH_ALGORITHM=ML-DSA-65 bash bench/ab.sh
 set -uo pipefail
 REPS=${REPS:-5} DUR=${DUR:-5} CONNS=16
@@ -15,7 +15,8 @@ declare -A EXTRA=([before]="${ENV_BEFORE:-}" [after]="${ENV_AFTER:-}")
 declare -A BINS=([before]=${BEFORE:?BEFORE=path of the old standalone} [after]=${AFTER:?AFTER=path of the new standalone}) PORT=([before]=18200 [after]=18201) SPID
 env_=(env RUST_LOG=warn SERVER_AUTH_FLEET_MINT_SECRET=$SECRET SERVER_AUTH_AUTO_CREATE_ADMIN=true
   SERVER_AUTH_ADMIN_PASSWORD=$PASSWORD SERVER_AUTH_CHALLENGE_TTL_SECONDS=3600
-  SERVER_AUTH_RATE_LIMIT_PER_IP_PER_MINUTE=0 SERVER_AUTH_REFRESH_PER_FAMILY_PER_MINUTE=0 SERVER_AUTH_ALLOW_MEMORY_REVOCATIONS=false)
+  SERVER_AUTH_RATE_LIMIT_PER_IP_PER_MINUTE=0 SERVER_AUTH_REFRESH_PER_FAMILY_PER_MINUTE=0 SERVER_AUTH_ALLOW_MEMORY_REVOCATIONS=false
+  SERVER_AUTH_METRICS_LISTEN=${METRICS_LISTEN-})
 for v in before after; do
   mkdir -p $OUT/$v
   # shellcheck disable=SC2086 # EXTRA is a list of VAR=VALUE words

@@ -7,6 +7,8 @@
 #   REPS=3 DUR=3 bash bench/run.sh    # quicker, noisier
 #   ALGORITHM=ML-DSA-65 OUT=target/bench-run-mldsa bash bench/run.sh
 #                                     # wallet-auth's tokens ML-DSA-65 (default RS256)
+#   METRICS_LISTEN=127.0.0.1:0 bash bench/run.sh
+#                                     # with /metrics on (off by default here)
 #
 # Every server under test runs pinned to SERVER_CORE (default 0), every load
 # generator to LOAD_CORE (default 1). Load goes to 127.0.0.1 only. Every loop
@@ -98,7 +100,7 @@ wait_listening() {
 ours_env=(env RUST_LOG=warn SERVER_AUTH_FLEET_MINT_SECRET=$SECRET SERVER_AUTH_AUTO_CREATE_ADMIN=true
   SERVER_AUTH_ADMIN_PASSWORD=$PASSWORD SERVER_AUTH_CHALLENGE_TTL_SECONDS=3600
   SERVER_AUTH_RATE_LIMIT_PER_IP_PER_MINUTE=0 SERVER_AUTH_REFRESH_PER_FAMILY_PER_MINUTE=0
-  SERVER_AUTH_ALGORITHM=$ALGORITHM)
+  SERVER_AUTH_ALGORITHM=$ALGORITHM SERVER_AUTH_METRICS_LISTEN=${METRICS_LISTEN-})
 
 start_ours() { # PORT DATADIR LOG
   "${ours_env[@]}" taskset -c "$SERVER_CORE" "$BIN/standalone" --listen "127.0.0.1:$1" --data-dir "$2" >"$3" 2>&1 &
