@@ -16,7 +16,9 @@ declare -A BINS=([before]=${BEFORE:?BEFORE=path of the old standalone} [after]=$
 env_=(env RUST_LOG=warn SERVER_AUTH_FLEET_MINT_SECRET=$SECRET SERVER_AUTH_AUTO_CREATE_ADMIN=true
   SERVER_AUTH_ADMIN_PASSWORD=$PASSWORD SERVER_AUTH_CHALLENGE_TTL_SECONDS=3600
   SERVER_AUTH_RATE_LIMIT_PER_IP_PER_MINUTE=0 SERVER_AUTH_REFRESH_PER_FAMILY_PER_MINUTE=0 SERVER_AUTH_ALLOW_MEMORY_REVOCATIONS=false
-  SERVER_AUTH_METRICS_LISTEN=${METRICS_LISTEN-})
+  SERVER_AUTH_METRICS_LISTEN=${METRICS_LISTEN-} SERVER_AUTH_CHALLENGE_MAX_OUTSTANDING=4000000)
+# (4M outstanding: the /challenge load issues ~400k a repetition, all live for the 3,600 s TTL;
+# at the default 1M cap the third repetition's sign-ins found the store full.)
 for v in before after; do
   mkdir -p $OUT/$v
   # shellcheck disable=SC2086 # EXTRA is a list of VAR=VALUE words
