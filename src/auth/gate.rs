@@ -3,6 +3,8 @@
 //! role a [`Gate`] admits). A token that verified is remembered for a
 //! while (`super::verified`); the denylist is checked on every request.
 
+use std::sync::Arc;
+
 use super::WalletAuth;
 use crate::token::AccessClaims;
 use crate::Error;
@@ -27,6 +29,18 @@ impl WalletAuth {
     /// A token minted for any of the router's audiences (`audience` and
     /// `audiences`) is accepted here: they are all the router's own.
     pub async fn authorize(&self, token: Option<&str>, gate: Gate) -> Result<AccessClaims, Error> {
+        self.authorize_shared(token, gate)
+            .await
+            .map(Arc::unwrap_or_clone)
+    }
+
+    /// [`authorize`](Self::authorize), its claims shared with the gates'
+    /// memory of verified tokens rather than copied.
+    pub(crate) async fn authorize_shared(
+        &self,
+        token: Option<&str>,
+        gate: Gate,
+    ) -> Result<Arc<AccessClaims>, Error> {
         let claims = self.authenticate_for(token, true).await?;
         let role = claims.role.as_str();
         let ok = match gate {
@@ -48,14 +62,16 @@ impl WalletAuth {
     /// # Errors
     /// `Unauthorized` with the reason.
     pub async fn authenticate(&self, token: Option<&str>) -> Result<AccessClaims, Error> {
-        self.authenticate_for(token, false).await
+        self.authenticate_for(token, false)
+            .await
+            .map(Arc::unwrap_or_clone)
     }
 
     async fn authenticate_for(
         &self,
         token: Option<&str>,
         any_audience: bool,
-    ) -> Result<AccessClaims, Error> {
+    ) -> Result<Arc<AccessClaims>, Error> {
         let token = token.ok_or_else(|| Error::Unauthorized("missing bearer token".into()))?;
         let now = self.inner.clock.now_secs();
         let verified = &self.inner.verified;
@@ -69,6 +85,7 @@ impl WalletAuth {
                     tokens.validate_access(token)
                 }
                 .map_err(|e| Error::Unauthorized(format!("invalid token: {e}")))?;
+                let claims = Arc::new(claims);
                 verified.insert(token, &claims, any_audience, now);
                 claims
             }

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::bodies::{self, Bodies};
-use super::extract::{Bearer, ClientIp, JsonObject};
+use super::extract::{bearer_token, Bearer, ClientIp, JsonObject};
 use super::routes::EdgeState;
 use crate::auth::{ChallengeRequest, FleetRequest, Gate, SignInRequest};
 use crate::Error;
@@ -150,41 +150,20 @@ pub(super) async fn revoke(
     Ok(Json(json!({ "revoked": entry })).into_response())
 }
 
-/// What a poll reads of the request's headers (`If-None-Match`, whether
-/// gzip is accepted), taken without copying the whole header map: the `304`
-/// poll is a hot path.
-pub(super) struct PollHeaders {
-    gzip: bool,
-    /// Only the `If-None-Match` values (an empty map allocates nothing).
-    conditional: HeaderMap,
-}
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PollHeaders {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        let mut conditional = HeaderMap::new();
-        for v in parts.headers.get_all(header::IF_NONE_MATCH) {
-            conditional.append(header::IF_NONE_MATCH, v.clone());
-        }
-        Ok(Self {
-            gzip: accepts_gzip(&parts.headers),
-            conditional,
-        })
-    }
-}
-
+/// `GET /revoked-jtis`: the full list (with its `ETag`, `304` when it
+/// matches `If-None-Match`) or, with `?since=`, a delta. The `304` and the
+/// empty delta are the hot paths of every consumer's poll, so the request
+/// is read in place: the token, the conditional headers and the query are
+/// borrowed, not copied.
 pub(super) async fn revoked_jtis(
     State(edge): State<EdgeState>,
-    Bearer(token): Bearer,
-    headers: PollHeaders,
-    RawQuery(query): RawQuery,
+    req: axum::extract::Request,
 ) -> Result<Response, Error> {
-    edge.auth.authorize(token.as_deref(), Gate::Service).await?;
-    if let Some(since) = query.as_deref().and_then(since_param) {
+    let headers = req.headers();
+    edge.auth
+        .authorize_shared(bearer_token(headers), Gate::Service)
+        .await?;
+    if let Some(since) = req.uri().query().and_then(since_param) {
         // A cursor this server did not issue is unknown: the full list.
         if let Some(after) = bodies::parse_cursor(since) {
             if let Some((items, cursor)) = edge.auth.revoked_since(after).await? {
@@ -193,9 +172,9 @@ pub(super) async fn revoked_jtis(
         }
     }
     let poll = edge.bodies.revoked_jtis(&edge.auth).await?;
-    let gzip = headers.gzip;
+    let gzip = accepts_gzip(headers);
     let etag = if gzip { &poll.etag_gzip } else { &poll.etag };
-    let mut resp = if bodies::none_match(&headers.conditional, [&poll.etag, &poll.etag_gzip]) {
+    let mut resp = if bodies::none_match(headers, [&poll.etag, &poll.etag_gzip]) {
         StatusCode::NOT_MODIFIED.into_response()
     } else if gzip {
         let mut r = json_bytes(Bodies::gzip_of(&edge.auth, &poll).await?);

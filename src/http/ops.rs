@@ -2,7 +2,10 @@
 //! the per-route metrics layer, and the routes of health, discovery, the
 //! OpenAPI document and `/metrics`.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::extract::{Request, State};
@@ -12,7 +15,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use bytes::Bytes;
-use tracing::Instrument;
 
 use crate::ops::metrics::RouteMetrics;
 use crate::ops::{is_sane_request_id, new_request_id, ShedReason, REQUEST_ID_HEADER};
@@ -40,33 +42,106 @@ static REQUEST_ID: HeaderName = HeaderName::from_static(REQUEST_ID_HEADER);
 /// when it is sane ([`is_sane_request_id`]), else a new one; echoed in the
 /// response. The span carries the method and (the first 64 bytes of) the
 /// path, never a header, query or body.
-pub(crate) async fn request_span(mut req: Request, next: Next) -> Response {
-    let id = match req.headers().get(&REQUEST_ID) {
-        Some(v) if is_sane_request_id(v.as_bytes()) => v.clone(),
-        _ => HeaderValue::from_str(&new_request_id())
-            .unwrap_or_else(|_| HeaderValue::from_static("invalid")),
-    };
-    // Handlers (and the host's layers inside ours) see the id in force.
-    req.headers_mut().insert(REQUEST_ID.clone(), id.clone());
-    let path = req.uri().path();
-    let path = path.get(..MAX_SPAN_PATH.min(path.len())).unwrap_or("");
-    let span = tracing::info_span!(
-        "request",
-        request_id = id.to_str().unwrap_or(""),
-        method = %req.method(),
-        path,
-    );
-    let started = Instant::now();
-    let mut resp = next.run(req).instrument(span.clone()).await;
-    span.in_scope(|| {
-        tracing::debug!(
-            status = resp.status().as_u16(),
-            micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-            "answered"
+///
+/// A tower layer of its own rather than `middleware::from_fn`, which boxes
+/// a future and clones the inner service on every request: this runs on
+/// every route, the hot ones included.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RequestSpanLayer;
+
+impl<S> tower::Layer<S> for RequestSpanLayer {
+    type Service = RequestSpan<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestSpan { inner }
+    }
+}
+
+/// The service of [`RequestSpanLayer`].
+#[derive(Debug, Clone)]
+pub(crate) struct RequestSpan<S> {
+    inner: S,
+}
+
+impl<S, B> tower::Service<axum::http::Request<B>> for RequestSpan<S>
+where
+    S: tower::Service<axum::http::Request<B>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = RequestSpanFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: axum::http::Request<B>) -> Self::Future {
+        let id = match req.headers().get(&REQUEST_ID) {
+            Some(v) if is_sane_request_id(v.as_bytes()) => v.clone(),
+            // Shared bytes: the two copies below are reference counts.
+            _ => HeaderValue::from_maybe_shared(Bytes::from_owner(new_request_id()))
+                .unwrap_or_else(|_| HeaderValue::from_static("invalid")),
+        };
+        // Handlers (and the host's layers inside ours) see the id in force.
+        req.headers_mut().insert(REQUEST_ID.clone(), id.clone());
+        let path = req.uri().path();
+        let path = path.get(..MAX_SPAN_PATH.min(path.len())).unwrap_or("");
+        let span = tracing::info_span!(
+            "request",
+            request_id = id.to_str().unwrap_or(""),
+            method = %req.method(),
+            path,
         );
-    });
-    resp.headers_mut().insert(REQUEST_ID.clone(), id);
-    resp
+        // The clock is read only when the "answered" line would be written.
+        let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
+        let inner = span.in_scope(|| self.inner.call(req));
+        RequestSpanFuture {
+            inner,
+            span,
+            id: Some(id),
+            started,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`RequestSpan`]: the inner future polled in
+    /// the request's span, the id set on its response.
+    pub(crate) struct RequestSpanFuture<F> {
+        #[pin]
+        inner: F,
+        span: tracing::Span,
+        id: Option<HeaderValue>,
+        started: Option<Instant>,
+    }
+}
+
+impl<F, E> Future for RequestSpanFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        let mut resp = match this.inner.poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Ready(Ok(resp)) => resp,
+        };
+        if let Some(started) = this.started {
+            tracing::debug!(
+                status = resp.status().as_u16(),
+                micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                "answered"
+            );
+        }
+        if let Some(id) = this.id.take() {
+            resp.headers_mut().insert(REQUEST_ID.clone(), id);
+        }
+        Poll::Ready(Ok(resp))
+    }
 }
 
 /// Counts a request of one route (its metrics resolved when the router was
@@ -186,7 +261,7 @@ impl WalletAuth {
             .route(DISCOVERY, route(DISCOVERY, get(discovery)))
             .method_not_allowed_fallback(super::handlers::method_not_allowed)
             .with_state(state)
-            .layer(axum::middleware::from_fn(request_span))
+            .layer(RequestSpanLayer)
     }
 
     /// `GET /metrics`: Prometheus text (version 0.0.4), for a listener of
@@ -198,6 +273,6 @@ impl WalletAuth {
             .route(METRICS_PATH, get(metrics))
             .method_not_allowed_fallback(super::handlers::method_not_allowed)
             .with_state(state)
-            .layer(axum::middleware::from_fn(request_span))
+            .layer(RequestSpanLayer)
     }
 }

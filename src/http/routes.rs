@@ -215,11 +215,15 @@ impl WalletAuth {
                 super::ops::metered(self, super::ops::OPENAPI, super::ops::openapi_route(self)),
             )
             .method_not_allowed_fallback(handlers::method_not_allowed)
-            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
             .with_state(edge)
             // Outermost: every route, the 405s and the SSE stream included,
-            // runs in a request-id span and echoes its id.
-            .layer(axum::middleware::from_fn(super::ops::request_span))
+            // runs in a request-id span and echoes its id. One layer of
+            // both, so each request goes through one boxed service, not two.
+            .layer(
+                tower::ServiceBuilder::new()
+                    .layer(super::ops::RequestSpanLayer)
+                    .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
+            )
     }
 }
 

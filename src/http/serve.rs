@@ -102,7 +102,14 @@ where
         let app = app.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-            let req = req.map(|b| Body::new(DeadlineBody::new(b, body_deadline)));
+            // A request without a body (most GETs) has nothing to time.
+            let req = req.map(|b| {
+                if http_body::Body::is_end_stream(&b) {
+                    Body::new(b)
+                } else {
+                    Body::new(DeadlineBody::new(b, body_deadline))
+                }
+            });
             app.clone().oneshot(req)
         });
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
@@ -136,17 +143,20 @@ impl std::fmt::Display for BodyDeadline {
 impl std::error::Error for BodyDeadline {}
 
 /// A body that fails with [`BodyDeadline`] once `deadline` has passed,
-/// however steadily its bytes were arriving.
+/// however steadily its bytes were arriving. Its timer is made when the
+/// body is first read, so a body no handler reads costs no timer.
 struct DeadlineBody<B> {
     inner: B,
-    deadline: Pin<Box<tokio::time::Sleep>>,
+    deadline: tokio::time::Instant,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<B> DeadlineBody<B> {
     fn new(inner: B, within: Duration) -> Self {
         Self {
             inner,
-            deadline: Box::pin(tokio::time::sleep(within)),
+            deadline: tokio::time::Instant::now() + within,
+            timer: None,
         }
     }
 }
@@ -163,7 +173,11 @@ where
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if self.deadline.as_mut().poll(cx).is_ready() {
+        let deadline = self.deadline;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Some(Err(Box::new(BodyDeadline))));
         }
         Pin::new(&mut self.inner)

@@ -11,6 +11,7 @@ pub mod metrics;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -37,15 +38,42 @@ pub fn is_sane_request_id(id: &[u8]) -> bool {
     !id.is_empty() && id.len() <= MAX_REQUEST_ID_LEN && id.iter().all(|b| b.is_ascii_graphic())
 }
 
-/// A new request id: 32 lowercase hex characters, 128 bits from the OS
-/// random source (or, should it fail, a process-unique counter).
+/// A new request id: 32 lowercase hex characters, unique in the process
+/// (a counter through a bijective mix) and, with 128 bits from the OS
+/// random source drawn once per process, across processes. Ids name log
+/// lines, they are no secret: one system call per process, not one per
+/// request.
 pub fn new_request_id() -> String {
-    let mut bytes = [0u8; 16];
-    if getrandom::fill(&mut bytes).is_err() {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        bytes[8..].copy_from_slice(&NEXT.fetch_add(1, Ordering::Relaxed).to_be_bytes());
-    }
-    crate::hexcodec::encode(&bytes)
+    static SEED: OnceLock<[u64; 2]> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let [a, b] = *SEED.get_or_init(|| {
+        let mut bytes = [0u8; 16];
+        // Without the OS source the clock still tells processes apart.
+        if getrandom::fill(&mut bytes).is_err() {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            bytes = (nanos ^ u128::from(std::process::id())).to_le_bytes();
+        }
+        let (hi, lo) = bytes.split_at(8);
+        [
+            u64::from_le_bytes(hi.try_into().unwrap_or_default()),
+            u64::from_le_bytes(lo.try_into().unwrap_or_default()),
+        ]
+    });
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&mix64(a ^ n).to_be_bytes());
+    id[8..].copy_from_slice(&mix64(b.wrapping_add(n)).to_be_bytes());
+    crate::hexcodec::encode(&id)
+}
+
+/// SplitMix64's finalizer: a bijection of `u64` that spreads every input
+/// bit over the output, so consecutive counters give unrelated-looking ids.
+fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// The readiness of each store the service needs: check name -> `"ok"` or
@@ -199,5 +227,25 @@ mod tests {
         assert_eq!(id.len(), 32);
         assert!(is_sane_request_id(id.as_bytes()));
         assert_ne!(id, new_request_id());
+    }
+
+    #[test]
+    fn request_ids_do_not_repeat_and_are_lowercase_hex() {
+        let ids: std::collections::HashSet<String> =
+            (0..10_000).map(|_| new_request_id()).collect();
+        assert_eq!(ids.len(), 10_000);
+        assert!(ids.iter().all(|id| id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))));
+        // Both halves move between consecutive ids (no visible counter).
+        let (x, y) = (new_request_id(), new_request_id());
+        assert_ne!(x[..16], y[..16]);
+        assert_ne!(x[16..], y[16..]);
+    }
+
+    #[test]
+    fn mix64_is_a_bijection_on_a_sample() {
+        let outs: std::collections::HashSet<u64> = (0..100_000u64).map(mix64).collect();
+        assert_eq!(outs.len(), 100_000);
     }
 }
