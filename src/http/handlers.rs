@@ -14,14 +14,12 @@ use crate::auth::{ChallengeRequest, FleetRequest, Gate, SignInRequest};
 use crate::Error;
 
 fn json_bytes(body: bytes::Bytes) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response()
+    let mut resp = Response::new(axum::body::Body::from(body));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
 }
 
 pub(super) async fn jwks(State(edge): State<EdgeState>) -> Result<Response, Error> {
