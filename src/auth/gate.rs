@@ -2,6 +2,7 @@
 //! (any valid access token of ours) and [`WalletAuth::authorize`] (one whose
 //! role a [`Gate`] admits). A token that verified is remembered for a
 //! while (`super::verified`); the denylist is checked on every request.
+//! A token not seen before is verified on the CPU pool.
 
 use std::sync::Arc;
 
@@ -78,13 +79,22 @@ impl WalletAuth {
         let claims = match verified.get(token, any_audience, now) {
             Some(claims) => claims,
             None => {
-                let tokens = &self.inner.tokens;
-                let claims = if any_audience {
-                    tokens.validate_access_any_audience(token)
-                } else {
-                    tokens.validate_access(token)
-                }
-                .map_err(|e| Error::Unauthorized(format!("invalid token: {e}")))?;
+                // A signature check (RS256 tens of µs, ML-DSA-65 more) runs
+                // on the CPU pool, off the async threads; a full pool
+                // answers 503, never a 401 that would log the caller out.
+                let auth = self.clone();
+                let owned = token.to_owned();
+                let claims = self
+                    .run_cpu(move || {
+                        let tokens = &auth.inner.tokens;
+                        if any_audience {
+                            tokens.validate_access_any_audience(&owned)
+                        } else {
+                            tokens.validate_access(&owned)
+                        }
+                    })
+                    .await?
+                    .map_err(|e| Error::Unauthorized(format!("invalid token: {e}")))?;
                 let claims = Arc::new(claims);
                 verified.insert(token, &claims, any_audience, now);
                 claims

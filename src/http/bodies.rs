@@ -26,6 +26,9 @@ pub(super) struct Bodies {
     /// instance publishes it).
     jwks_cache_control: axum::http::HeaderValue,
     poll: RwLock<Option<Arc<PollBody>>>,
+    /// The empty delta of the latest cursor asked for: what every poller
+    /// that is up to date gets, shared rather than written per poll.
+    empty_delta: RwLock<Option<(u64, Bytes)>>,
 }
 
 /// One version of the `/revoked-jtis` body.
@@ -101,12 +104,7 @@ pub(super) fn none_match(headers: &HeaderMap, etags: [&HeaderValue; 2]) -> bool 
 /// The delta body `{"items":[...],"cursor":C,"full":false}`.
 pub(super) fn delta_json(items: &[RevocationEntry], cursor: u64) -> Result<Bytes, Error> {
     if items.is_empty() {
-        // The answer to most polls: one allocation, no serializer.
-        // The cursor as `format_cursor` writes it (a unit test holds the
-        // two forms equal).
-        return Ok(Bytes::from(format!(
-            r#"{{"items":[],"cursor":"{cursor}","full":false}}"#
-        )));
+        return Ok(empty_delta_json(cursor));
     }
     serde_json::to_vec(&Delta {
         items,
@@ -115,6 +113,15 @@ pub(super) fn delta_json(items: &[RevocationEntry], cursor: u64) -> Result<Bytes
     })
     .map(Bytes::from)
     .map_err(|e| Error::Internal(format!("serialize delta: {e}")))
+}
+
+/// The answer to most polls, `{"items":[],"cursor":C,"full":false}`,
+/// without the serializer; the cursor as [`format_cursor`] writes it (a
+/// unit test holds the two forms equal).
+fn empty_delta_json(cursor: u64) -> Bytes {
+    Bytes::from(format!(
+        r#"{{"items":[],"cursor":"{cursor}","full":false}}"#
+    ))
 }
 
 /// A strong entity tag of `body`: 128 bits of its SHA-256, quoted.
@@ -141,7 +148,20 @@ impl Bodies {
             auth: auth.clone(),
             jwks_cache_control,
             poll: RwLock::new(None),
+            empty_delta: RwLock::new(None),
         }
+    }
+
+    /// [`delta_json`] of no items at `cursor`, kept for the latest cursor.
+    pub(super) fn empty_delta(&self, cursor: u64) -> Bytes {
+        if let Some((at, body)) = &*self.empty_delta.read().unwrap_or_else(|p| p.into_inner()) {
+            if *at == cursor {
+                return body.clone();
+            }
+        }
+        let body = empty_delta_json(cursor);
+        *self.empty_delta.write().unwrap_or_else(|p| p.into_inner()) = Some((cursor, body.clone()));
+        body
     }
 
     /// The `Cache-Control` value of `/jwks`.

@@ -165,7 +165,12 @@ pub(super) async fn revoked_jtis(
         // A cursor this server did not issue is unknown: the full list.
         if let Some(after) = bodies::parse_cursor(since) {
             if let Some((items, cursor)) = edge.auth.revoked_since(after).await? {
-                return Ok(json_bytes(bodies::delta_json(&items, cursor)?));
+                let body = if items.is_empty() {
+                    edge.bodies.empty_delta(cursor)
+                } else {
+                    bodies::delta_json(&items, cursor)?
+                };
+                return Ok(json_bytes(body));
             }
         }
     }
