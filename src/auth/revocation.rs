@@ -144,6 +144,9 @@ impl WalletAuth {
         &self,
         after: u64,
     ) -> Result<Option<(Vec<RevocationEntry>, u64)>, Error> {
+        if self.inner.revocations.feed_is_at(after) {
+            return Ok(Some((Vec::new(), after)));
+        }
         Ok(match self.revocation_feed(after, MAX_DELTA).await? {
             FeedRead::Changes {
                 entries,

@@ -28,7 +28,7 @@ pub(super) struct Bodies {
     poll: RwLock<Option<Arc<PollBody>>>,
     /// The empty delta of the latest cursor asked for: what every poller
     /// that is up to date gets, shared rather than written per poll.
-    empty_delta: RwLock<Option<(u64, Bytes)>>,
+    empty_delta: RwLock<Option<(u64, Bytes, HeaderValue)>>,
 }
 
 /// One version of the `/revoked-jtis` body.
@@ -152,16 +152,20 @@ impl Bodies {
         }
     }
 
-    /// [`delta_json`] of no items at `cursor`, kept for the latest cursor.
-    pub(super) fn empty_delta(&self, cursor: u64) -> Bytes {
-        if let Some((at, body)) = &*self.empty_delta.read().unwrap_or_else(|p| p.into_inner()) {
+    /// [`delta_json`] of no items at `cursor` and its `Content-Length`
+    /// value, kept for the latest cursor.
+    pub(super) fn empty_delta(&self, cursor: u64) -> (Bytes, HeaderValue) {
+        if let Some((at, body, len)) = &*self.empty_delta.read().unwrap_or_else(|p| p.into_inner())
+        {
             if *at == cursor {
-                return body.clone();
+                return (body.clone(), len.clone());
             }
         }
         let body = empty_delta_json(cursor);
-        *self.empty_delta.write().unwrap_or_else(|p| p.into_inner()) = Some((cursor, body.clone()));
-        body
+        let len = HeaderValue::from(body.len());
+        *self.empty_delta.write().unwrap_or_else(|p| p.into_inner()) =
+            Some((cursor, body.clone(), len.clone()));
+        (body, len)
     }
 
     /// The `Cache-Control` value of `/jwks`.

@@ -165,12 +165,14 @@ pub(super) async fn revoked_jtis(
         // A cursor this server did not issue is unknown: the full list.
         if let Some(after) = bodies::parse_cursor(since) {
             if let Some((items, cursor)) = edge.auth.revoked_since(after).await? {
-                let body = if items.is_empty() {
-                    edge.bodies.empty_delta(cursor)
-                } else {
-                    bodies::delta_json(&items, cursor)?
-                };
-                return Ok(json_bytes(body));
+                if items.is_empty() {
+                    // With its length set, axum does not write one per poll.
+                    let (body, len) = edge.bodies.empty_delta(cursor);
+                    let mut resp = json_bytes(body);
+                    resp.headers_mut().insert(header::CONTENT_LENGTH, len);
+                    return Ok(resp);
+                }
+                return Ok(json_bytes(bodies::delta_json(&items, cursor)?));
             }
         }
     }

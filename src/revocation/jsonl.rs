@@ -358,6 +358,10 @@ impl RevocationStore for JsonlRevocationStore {
         Ok(self.index.read_feed(after, limit, true))
     }
 
+    fn feed_is_at(&self, after: u64) -> bool {
+        after == self.index.position()
+    }
+
     fn feed_watch(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         Some(self.index.watch_feed())
     }

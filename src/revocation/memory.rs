@@ -348,6 +348,10 @@ impl RevocationStore for MemoryRevocationStore {
         Ok(self.read_feed(after, limit, true))
     }
 
+    fn feed_is_at(&self, after: u64) -> bool {
+        after == self.position()
+    }
+
     fn feed_watch(&self) -> Option<watch::Receiver<u64>> {
         Some(self.watch_feed())
     }
@@ -368,6 +372,23 @@ mod tests {
             exp,
             kind,
         }
+    }
+
+    #[test]
+    fn the_feed_is_at_its_position_only() {
+        let store = MemoryRevocationStore::new();
+        let at = store.position();
+        assert!(store.feed_is_at(at));
+        store.insert_if_absent(entry("op", None, RevocationKind::Token));
+        assert!(!store.feed_is_at(at), "an entry was added after {at}");
+        let now = store.position();
+        assert!(store.feed_is_at(now));
+        assert!(!store.feed_is_at(now + 1));
+        // What feed_after says of the same cursor.
+        assert!(matches!(
+            store.read_feed(now, 10, true),
+            FeedRead::Changes { ref entries, more: false, .. } if entries.is_empty()
+        ));
     }
 
     #[test]

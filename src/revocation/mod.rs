@@ -231,6 +231,16 @@ pub trait RevocationStore: Send + Sync + 'static {
         Ok(FeedRead::Unknown)
     }
 
+    /// Whether `after` is this feed's position, known here and now without
+    /// any I/O, so a delta after it is empty: the answer to an up-to-date
+    /// poller without a call to [`feed_after`](RevocationStore::feed_after).
+    /// `false` sends the caller to `feed_after` (the default, and a store
+    /// whose local copy must be checked for freshness first).
+    fn feed_is_at(&self, after: u64) -> bool {
+        let _ = after;
+        false
+    }
+
     /// A receiver that sees [`feed_position`](RevocationStore::feed_position)
     /// whenever it moves; `None` when the store keeps no feed.
     fn feed_watch(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
@@ -279,6 +289,9 @@ impl<T: RevocationStore + ?Sized> RevocationStore for Arc<T> {
     }
     async fn feed_after(&self, after: u64, limit: usize) -> Result<FeedRead, StoreError> {
         (**self).feed_after(after, limit).await
+    }
+    fn feed_is_at(&self, after: u64) -> bool {
+        (**self).feed_is_at(after)
     }
     fn feed_watch(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         (**self).feed_watch()
