@@ -4,6 +4,7 @@
 
 pub mod forge;
 pub mod issuer;
+pub mod pico;
 pub mod proxy;
 pub mod redis_server;
 pub mod server;
