@@ -187,14 +187,24 @@ struct Discovery {
 const PER_IP: &str = "per-IP rate limit (Retry-After)";
 /// The 503 of the routes behind the sign-in concurrency limit.
 const BUSY: &str = "server busy or a store unavailable (Retry-After)";
-/// The 401 of every Bearer-gated route.
-const NO_BEARER: &str = "no or invalid Bearer token";
 
 /// One route's spec: `#[utoipa::path]` on an empty fn named `$name`, with its
 /// replies as written and each error as `status => why`, answering a
 /// [`Detail`]. A route that takes a JSON body (`json = Body`) also answers
-/// the statuses of the body layers: 408, 413 and 415.
+/// the statuses of the body layers: 408, 413 and 415; a `bearer` route is
+/// behind the Bearer gate, with its 401.
 macro_rules! route {
+    (
+        $name:ident: $method:ident $path:tt, tag = $tag:tt, $(json = $body:ident,)? bearer,
+        $($rest:tt)*
+    ) => {
+        route! {
+            $name: $method $path, tag = $tag, $(json = $body,)?
+            security = "bearer",
+            $($rest)*
+            401 => "no or invalid Bearer token",
+        }
+    };
     (
         $name:ident: $method:ident $path:tt, tag = $tag:tt, json = $body:ident,
         $(security = $scheme:tt,)?
@@ -283,18 +293,15 @@ route! {
 }
 
 route! {
-    revoke: post "/revoke", tag = "revocation", json = RevokeBody,
-    security = "bearer",
+    revoke: post "/revoke", tag = "revocation", json = RevokeBody, bearer,
     replies((status = 200, description = "Revoked (idempotent; durable before the reply)", body = RevokeReply)),
     400 => "jti required; exp is in the past",
-    401 => NO_BEARER,
     403 => "not an operator",
     503 => "the denylist cannot be made durable",
 }
 
 route! {
-    revoked_jtis: get "/revoked-jtis", tag = "revocation",
-    security = "bearer",
+    revoked_jtis: get "/revoked-jtis", tag = "revocation", bearer,
     params(
         ("since" = Option<String>, Query, description = "A cursor of an earlier reply: only what changed since (SPEC 7)"),
         ("If-None-Match" = Option<String>, Header, description = "The ETag of an earlier full reply"),
@@ -303,31 +310,26 @@ route! {
         (status = 200, description = "The denylist (ETag; gzip when accepted)", body = RevokedJtisReply),
         (status = 304, description = "Not modified since the ETag given"),
     ),
-    401 => NO_BEARER,
     403 => "neither service nor operator",
     503 => "the denylist cannot be read",
 }
 
 route! {
-    revoked_jtis_stream: get "/revoked-jtis/stream", tag = "revocation",
-    security = "bearer",
+    revoked_jtis_stream: get "/revoked-jtis/stream", tag = "revocation", bearer,
     params(
         ("since" = Option<String>, Query, description = "Resume after this cursor"),
         ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event (an EventSource reconnecting)"),
     ),
     replies((status = 200, description = "Server-sent events, one per revocation (SPEC 7)", content_type = "text/event-stream", body = String)),
-    401 => NO_BEARER,
     403 => "neither service nor operator",
     503 => "too many streams, or no feed (Retry-After)",
 }
 
 route! {
-    mints: get "/mints", tag = "revocation",
-    security = "bearer",
+    mints: get "/mints", tag = "revocation", bearer,
     params(("limit" = Option<i64>, Query, description = "Default 200, clamped to [1, mint_audit_max_in_memory]")),
     replies((status = 200, description = "Recent long-lived mints, newest first", body = MintsReply)),
     400 => "limit must be an integer",
-    401 => NO_BEARER,
     403 => "not an operator",
     503 => "the audit cannot be read",
 }
