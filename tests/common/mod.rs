@@ -256,6 +256,15 @@ pub fn missing_dependency(test: &str, why: &str) {
     );
 }
 
+/// A loopback port that was free a moment ago (for a child process to listen on).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// The interop virtualenv's python (created by .ci/setup, or here on first
 /// use), or `None` when it cannot be had.
 pub fn interop_python() -> Option<std::path::PathBuf> {
