@@ -18,8 +18,9 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$ROOT/target/bench-feed}
 PORT_OURS=18110 PORT_FLOOR=18112
 SECRET=bench-fleet-secret-of-32-bytes-or-more PASSWORD=bench-admin-password PREFIX=/api/v1/auth
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 rm -rf "$OUT"; mkdir -p "$OUT/ours"; cd "$ROOT"
 
@@ -27,25 +28,9 @@ command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; e
 cargo build --release --example standalone --example floor --example stream_latency
 BIN=$ROOT/target/release/examples
 
-wait_listening() { # LOG PID
-  for _ in $(seq 600); do
-    grep -q 'listening on' "$1" 2>/dev/null && return 0
-    kill -0 "$2" 2>/dev/null || { cat "$1" >&2; return 1; }
-    sleep 0.1
-  done
-  echo "server did not start: $1" >&2; return 1
-}
-
 # ENTRIES - 10 revocations preloaded in pico's file format; 10 more are
 # revoked through the API after a cursor is taken, for the delta poll.
-python3 - $((ENTRIES - 10)) "$OUT/ours/revocations.jsonl" <<'EOF'
-import json, os, sys
-n, path = int(sys.argv[1]), sys.argv[2]
-with open(path, "w") as f:
-    for i in range(n):
-        f.write(json.dumps({"jti": os.urandom(16).hex(), "revoked_at": 1795000000.0 + i,
-                            "reason": "bench preload", "revoked_by": "admin@pico.local"}) + "\n")
-EOF
+denylist $((ENTRIES - 10)) "$OUT/ours/revocations.jsonl"
 env RUST_LOG=warn SERVER_AUTH_FLEET_MINT_SECRET=$SECRET SERVER_AUTH_AUTO_CREATE_ADMIN=true \
   SERVER_AUTH_ADMIN_PASSWORD=$PASSWORD SERVER_AUTH_RATE_LIMIT_PER_IP_PER_MINUTE=0 \
   SERVER_AUTH_REFRESH_PER_FAMILY_PER_MINUTE=0 SERVER_AUTH_REVOCATION_STREAM_MAX=$((STREAMS + 10)) \
@@ -82,16 +67,6 @@ FLOOR_PID=$!; PIDS+=($FLOOR_PID); wait_listening "$OUT/floor.log" $FLOOR_PID
 declare -A PORT=([ours]=$PORT_OURS [floor]=$PORT_FLOOR) SPID=([ours]=$OURS_PID [floor]=$FLOOR_PID)
 
 RESULTS=$OUT/results.jsonl; : >"$RESULTS"
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-wrk_run() { # SERVER LABEL URLPATH REP [VAR=VALUE...]
-  local server=$1 label=$2 path=$3 rep=$4 t0 t1 c0 c1; shift 4
-  c0=$(cpu_ticks "${SPID[$server]}"); t0=$(date +%s.%N)
-  env "$@" timeout $((DUR + 60)) taskset -c "$LOAD_CORE" wrk -t1 -c"$CONNS" -d"${DUR}s" --timeout 30s --latency \
-    -s "$ROOT/bench/wrk/req.lua" "http://127.0.0.1:${PORT[$server]}$PREFIX$path" >"$OUT/wrk.out" 2>&1 || true
-  c1=$(cpu_ticks "${SPID[$server]}"); t1=$(date +%s.%N)
-  python3 "$ROOT/bench/parse_wrk.py" "$server" "$label" "$rep" \
-    "$(python3 -c "print(($c1 - $c0) / 100 / ($t1 - $t0))")" <"$OUT/wrk.out" | tee -a "$RESULTS" >&2
-}
 for rep in $(seq "$REPS"); do
   printf '\n== repetition %s of %s\n' "$rep" "$REPS" >&2
   # Each load against the floor runs next to a floor run of its own (the
@@ -100,15 +75,15 @@ for rep in $(seq "$REPS"); do
   # report gives the median of the pairs.
   pair() { # FLOOR_LABEL LABEL PATH VAR=VALUE...
     local fl=$1 label=$2 path=$3; shift 3
-    if ((rep % 2)); then wrk_run floor "$fl" /jwks "$rep" METHOD=GET; fi
-    wrk_run ours "$label" "$path" "$rep" "$@"
-    if ! ((rep % 2)); then wrk_run floor "$fl" /jwks "$rep" METHOD=GET; fi
+    if ((rep % 2)); then wrk_run floor "$fl" /jwks "$rep" req.lua METHOD=GET; fi
+    wrk_run ours "$label" "$path" "$rep" req.lua "$@"
+    if ! ((rep % 2)); then wrk_run floor "$fl" /jwks "$rep" req.lua METHOD=GET; fi
   }
   pair "floor /jwks" "304 poll" /revoked-jtis METHOD=GET "AUTH=$SERV" "IF_NONE_MATCH=$ETAG"
   pair "floor /jwks (pair 2)" "empty delta poll" "/revoked-jtis?since=$CN" METHOD=GET "AUTH=$SERV"
   pair "floor /jwks (pair 3)" "/jwks" /jwks METHOD=GET
-  wrk_run ours "delta poll (10 new) @100k" "/revoked-jtis?since=$C0" "$rep" METHOD=GET "AUTH=$SERV"
-  wrk_run ours "full poll @100k" /revoked-jtis "$rep" METHOD=GET "AUTH=$SERV"
+  wrk_run ours "delta poll (10 new) @100k" "/revoked-jtis?since=$C0" "$rep" req.lua METHOD=GET "AUTH=$SERV"
+  wrk_run ours "full poll @100k" /revoked-jtis "$rep" req.lua METHOD=GET "AUTH=$SERV"
 done
 printf '\n== stream latency: %s streams, %s revocations\n' "$STREAMS" "$EVENTS" >&2
 for rep in $(seq 3); do

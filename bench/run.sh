@@ -34,9 +34,10 @@ SECRET=bench-fleet-secret-of-32-bytes-or-more
 PASSWORD=bench-admin-password
 PREFIX=/api/v1/auth
 
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 log() { printf '\n== %s\n' "$*" >&2; }
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
 rm -rf "$OUT"
@@ -72,28 +73,6 @@ taskset -c "$SERVER_CORE" cargo bench --bench hot_paths -- --noplot 2>&1 | tee "
 # Tokens per algorithm (RS256 and ML-DSA-65 both, whatever ALGORITHM says):
 # mint and verify per second, token sizes.
 taskset -c "$SERVER_CORE" cargo bench --bench token_algorithms -- --noplot 2>&1 | tee "$OUT/token-algorithms.txt" | grep -E '^token|time:|thrpt:' >&2
-
-# A denylist of N entries in pico-server-auth's own file format.
-denylist() {
-  python3 - "$1" "$2" <<'EOF'
-import json, os, sys
-n, path = int(sys.argv[1]), sys.argv[2]
-with open(path, "w") as f:
-    for i in range(n):
-        f.write(json.dumps({"jti": os.urandom(16).hex(), "revoked_at": 1795000000.0 + i,
-                            "reason": "bench preload", "revoked_by": "admin@pico.local"}) + "\n")
-EOF
-}
-
-# wait_listening LOGFILE PID: until the server prints its address (60 s max).
-wait_listening() {
-  for _ in $(seq 600); do
-    grep -q 'listening on' "$1" 2>/dev/null && return 0
-    kill -0 "$2" 2>/dev/null || { cat "$1" >&2; return 1; }
-    sleep 0.1
-  done
-  echo "server did not start: $1" >&2; return 1
-}
 
 # The rate limits are off: the load comes from one IP and measures
 # throughput, not the limits (SPEC 10; 0 = off).
@@ -153,20 +132,6 @@ done
 
 RESULTS=$OUT/results.jsonl
 : >"$RESULTS"
-
-# CPU seconds (user + system) a process has used, from /proc (USER_HZ = 100).
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-
-wrk_run() { # SERVER PATHLABEL URLPATH REP LUA [VAR=VALUE...]
-  local server=$1 label=$2 path=$3 rep=$4 lua=$5 t0 t1 c0 c1
-  shift 5
-  c0=$(cpu_ticks "${SPID[$server]}"); t0=$(date +%s.%N)
-  env "$@" timeout $((DUR + 60)) taskset -c "$LOAD_CORE" wrk -t1 -c"$CONNS" -d"${DUR}s" --timeout 30s --latency \
-    -s "$ROOT/bench/wrk/$lua" "http://127.0.0.1:${PORT[$server]}$PREFIX$path" >"$OUT/wrk.out" 2>&1 || true
-  c1=$(cpu_ticks "${SPID[$server]}"); t1=$(date +%s.%N)
-  python3 "$ROOT/bench/parse_wrk.py" "$server" "$label" "$rep" \
-    "$(python3 -c "print(($c1 - $c0) / 100 / ($t1 - $t0))")" <"$OUT/wrk.out" | tee -a "$RESULTS" >&2
-}
 
 signin_run() { # SERVER ALG REP
   local keys=$OURS_KEYS

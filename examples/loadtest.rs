@@ -24,6 +24,8 @@
 //! The client is hyper's HTTP/1 connection on a single-threaded tokio
 //! runtime (the script pins it to the load core).
 
+#[path = "common/bench.rs"]
+mod bench;
 #[path = "../tests/common/wallets.rs"]
 mod wallets;
 
@@ -31,6 +33,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bench::{percentile, split_base, Error};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
@@ -38,8 +41,6 @@ use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use wallets::Wallet;
-
-type Error = Box<dyn std::error::Error + Send + Sync>;
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -94,18 +95,6 @@ fn parse_opts() -> Result<Opts, Error> {
     Ok(o)
 }
 
-/// `http://HOST:PORT/prefix` -> (`HOST:PORT`, `/prefix`).
-fn split_base(base: &str) -> Result<(String, String), Error> {
-    let rest = base
-        .strip_prefix("http://")
-        .ok_or("--base must start with http://")?;
-    let (host, prefix) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    Ok((host.to_string(), prefix.trim_end_matches('/').to_string()))
-}
-
 /// One HTTP/1.1 keep-alive connection.
 struct Conn {
     sender: SendRequest<Full<Bytes>>,
@@ -158,14 +147,6 @@ fn cpu_secs(pid: Option<u32>) -> Option<f64> {
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
     Some(ticks as f64 / 100.0)
-}
-
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i] as f64 / 1000.0
 }
 
 /// Fetches one challenge per key and signs it; returns the sign-in bodies.
@@ -252,7 +233,7 @@ async fn timed(o: &Opts, host: &str, prefix: &str, bodies: Vec<Bytes>) -> Result
                 }
                 let t0 = Instant::now();
                 match c.post("/sign-in", bodies[i].clone()).await {
-                    Ok((200, _)) => lat.push(t0.elapsed().as_micros() as u64),
+                    Ok((200, _)) => lat.push(t0.elapsed().as_micros() as f64 / 1000.0),
                     Ok((status, body)) => {
                         errors += 1;
                         first_error.get_or_insert_with(|| {
@@ -282,7 +263,7 @@ async fn timed(o: &Opts, host: &str, prefix: &str, bodies: Vec<Bytes>) -> Result
     }
     let secs = start.elapsed().as_secs_f64();
     let server_cpu = cpu_secs(o.server_pid).zip(cpu0).map(|(b, a)| b - a);
-    lat.sort_unstable();
+    lat.sort_by(f64::total_cmp);
     Ok(json!({
         "server_cpu_util": server_cpu.map(|c| c / secs),
         "ok": lat.len(),

@@ -16,17 +16,19 @@
 //! stream that fell behind. Every wait is bounded (`--timeout` seconds per
 //! event).
 
+#[path = "common/bench.rs"]
+mod bench;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bench::{percentile, split_base, Error};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use tokio::sync::{mpsc, Mutex};
-
-type Error = Box<dyn std::error::Error + Send + Sync>;
 
 struct Opts {
     base: String,
@@ -60,18 +62,6 @@ fn parse_opts() -> Result<Opts, Error> {
         return Err("--token is needed; --streams and --events must be positive".into());
     }
     Ok(o)
-}
-
-/// `http://HOST:PORT/prefix` -> (`HOST:PORT`, `/prefix`).
-fn split_base(base: &str) -> Result<(String, String), Error> {
-    let rest = base
-        .strip_prefix("http://")
-        .ok_or("--base must start with http://")?;
-    let (host, prefix) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    Ok((host.to_string(), prefix.trim_end_matches('/').to_string()))
 }
 
 /// Arrival times of `revoked` events by jti, per stream.
@@ -132,14 +122,6 @@ async fn open_stream(
         }
     });
     Ok(arrivals)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 #[tokio::main]

@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -61,22 +60,13 @@ fn start_protected(issuer: &str, service_token: &str, extra: &[&str]) -> Protect
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = common::server::lines_of(child.stdout.take().unwrap());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let line = rx.recv_timeout(left).expect("protected did not start");
         if let Some(url) = line.strip_prefix("protected listening on ") {
-            std::thread::spawn(move || while rx.recv().is_ok() {});
+            common::server::drain(rx);
             return Protected {
                 child,
                 url: url.trim().to_string(),

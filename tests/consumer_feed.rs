@@ -16,6 +16,18 @@ use serde_json::json;
 use wallet_auth::AuthConfig;
 use wallet_auth_consumer::{Consumer, Reason, RevocationSource};
 
+/// A consumer of `issuer` on the event stream, once it is ready and
+/// streaming (bounded).
+async fn streaming_consumer(issuer: &Issuer, app: &common::TestApp) -> Consumer {
+    let consumer = Consumer::start(consumer_config(issuer, app, RevocationSource::Stream)).unwrap();
+    assert!(consumer.ready(Duration::from_secs(10)).await);
+    eventually("the stream", Duration::from_secs(5), || {
+        consumer.revocation_status().streaming
+    })
+    .await;
+    consumer
+}
+
 /// Revokes `token` through the server's `/revoke` (the real wire) and
 /// returns when it answered 200.
 async fn revoke_over_http(issuer: &Issuer, app: &common::TestApp, token: &str) {
@@ -49,13 +61,7 @@ async fn time_until_revoked(consumer: &Consumer, token: &str, bound: Duration) -
 async fn with_the_stream_a_revocation_bites_within_one_second() {
     let app = common::app(AuthConfig::default());
     let issuer = Issuer::serve(Issuer::bind().await, app.router.clone());
-    let consumer =
-        Consumer::start(consumer_config(&issuer, &app, RevocationSource::Stream)).unwrap();
-    assert!(consumer.ready(Duration::from_secs(10)).await);
-    eventually("the stream", Duration::from_secs(5), || {
-        consumer.revocation_status().streaming
-    })
-    .await;
+    let consumer = streaming_consumer(&issuer, &app).await;
     let token = token_with_role(&app, "wallet");
     let claims = consumer.validate(&token).await.unwrap();
     assert_eq!(claims.role, "wallet");
@@ -148,13 +154,7 @@ async fn a_server_restart_costs_no_full_refetch() {
     let op = operator_claims();
     app.auth.revoke(&op, "before", "r", None).await.unwrap();
     let mut issuer = Issuer::serve(Issuer::bind().await, app.router.clone());
-    let consumer =
-        Consumer::start(consumer_config(&issuer, &app, RevocationSource::Stream)).unwrap();
-    assert!(consumer.ready(Duration::from_secs(10)).await);
-    eventually("the stream", Duration::from_secs(5), || {
-        consumer.revocation_status().streaming
-    })
-    .await;
+    let consumer = streaming_consumer(&issuer, &app).await;
     assert_eq!(consumer.revocation_status().entries, 1);
 
     issuer.stop().await;
@@ -213,13 +213,7 @@ async fn with_redis_a_revocation_at_one_instance_reaches_a_consumer_of_another()
     let (a, b) = (&apps[0], &apps[1]);
     let issuer_a = Issuer::serve(Issuer::bind().await, a.router.clone());
     let issuer_b = Issuer::serve(Issuer::bind().await, b.router.clone());
-    let consumer =
-        Consumer::start(consumer_config(&issuer_b, b, RevocationSource::Stream)).unwrap();
-    assert!(consumer.ready(Duration::from_secs(10)).await);
-    eventually("the stream", Duration::from_secs(5), || {
-        consumer.revocation_status().streaming
-    })
-    .await;
+    let consumer = streaming_consumer(&issuer_b, b).await;
     let token = token_with_role(b, "wallet");
     consumer.validate(&token).await.unwrap();
     revoke_over_http(&issuer_a, a, &token).await;

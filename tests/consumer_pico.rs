@@ -29,14 +29,6 @@ impl Drop for Pico {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Starts pico-server-auth, or says why it cannot (the venv lacks it).
 #[allow(clippy::zombie_processes)] // Pico::drop kills and waits.
 fn start_pico(dir: &std::path::Path) -> Option<Pico> {
@@ -48,7 +40,7 @@ fn start_pico(dir: &std::path::Path) -> Option<Pico> {
     if !has_server {
         return None;
     }
-    let port = free_port();
+    let port = common::free_port();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/pico_app.py");
     let mut child = Command::new(python)
         .arg(script)

@@ -13,9 +13,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
+use common::pico::Consumer;
 use common::server::{Http, Server};
 use common::Wallet;
 use serde_json::json;
@@ -25,11 +25,8 @@ const OQS_ADAPTER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/oq
 
 #[tokio::test]
 async fn pico_client_auth_validates_and_honours_revocation() {
-    let Some(python) = common::interop_python() else {
-        common::missing_dependency(
-            "pico_client_auth_validates_and_honours_revocation",
-            "no Python venv with pico-client-auth 0.7.1",
-        );
+    let Some(python) = common::pico::python("pico_client_auth_validates_and_honours_revocation")
+    else {
         return;
     };
     validates_and_honours_revocation(&python, "RS256").await;
@@ -37,11 +34,9 @@ async fn pico_client_auth_validates_and_honours_revocation() {
 
 #[tokio::test]
 async fn pico_client_auth_validates_ml_dsa_65_tokens_and_honours_revocation() {
-    let Some(python) = common::interop_python() else {
-        common::missing_dependency(
-            "pico_client_auth_validates_ml_dsa_65_tokens_and_honours_revocation",
-            "no Python venv with pico-client-auth 0.7.1",
-        );
+    let Some(python) =
+        common::pico::python("pico_client_auth_validates_ml_dsa_65_tokens_and_honours_revocation")
+    else {
         return;
     };
     // The consumer's `oqs` is the adapter, not a liboqs-python of its own.
@@ -101,31 +96,15 @@ async fn validates_and_honours_revocation(python: &std::path::Path, algorithm: &
         assert_eq!(created.kid(), key["kid"]);
     }
 
-    let mut consumer = Command::new(python)
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/interop/consumer.py"
-        ))
-        .args([
-            format!("{base}/jwks"),
-            format!("{base}/revoked-jtis"),
-            service_token,
-            access.clone(),
-        ])
-        .env("CONSUMER_ALGORITHMS", algorithm)
-        .env("PYTHONPATH", OQS_ADAPTER)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(consumer.stdout.take().unwrap()).lines();
-    let first = tokio::task::spawn_blocking(move || {
-        let l = lines.next();
-        (l, lines)
-    });
-    let (first, mut lines) = first.await.unwrap();
-    let first = first.expect("consumer output").unwrap();
+    let mut consumer = Consumer::start(
+        python,
+        &base,
+        service_token,
+        access.clone(),
+        algorithm,
+        &[("PYTHONPATH", OQS_ADAPTER)],
+    );
+    let first = consumer.line().await;
     assert_eq!(first, format!("VALID {} wallet", wallet.address()));
 
     // The operator revokes the token's jti.
@@ -147,13 +126,9 @@ async fn validates_and_honours_revocation(python: &std::path::Path, algorithm: &
     assert_eq!(status, 200);
     assert_eq!(revoked["revoked"]["jti"], jti);
 
-    consumer.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    let second = tokio::task::spawn_blocking(move || lines.next())
-        .await
-        .unwrap()
-        .expect("consumer output")
-        .unwrap();
+    consumer.go();
+    let second = consumer.line().await;
     assert!(second.starts_with("REJECTED"), "{second}");
     assert!(second.contains(&jti), "{second}");
-    assert!(consumer.wait().unwrap().success());
+    consumer.exits_ok();
 }

@@ -6,12 +6,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
+use common::pico::Consumer;
 use common::server::{standalone_binary, Http, Server};
 use common::{header_of, TestApp, Wallet};
 use serde_json::{json, Value};
@@ -360,11 +360,9 @@ async fn two_standalones_agree_after_keys_rotate_and_migrate_to_ml_dsa() {
 /// and honours a revocation made with a token of the new key.
 #[tokio::test]
 async fn pico_client_auth_validates_tokens_minted_before_a_rotation() {
-    let Some(python) = common::interop_python() else {
-        common::missing_dependency(
-            "pico_client_auth_validates_tokens_minted_before_a_rotation",
-            "no Python venv with pico-client-auth 0.7.1",
-        );
+    let Some(python) =
+        common::pico::python("pico_client_auth_validates_tokens_minted_before_a_rotation")
+    else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -397,29 +395,9 @@ async fn pico_client_auth_validates_tokens_minted_before_a_rotation() {
     assert!(published(&http).await.iter().any(|(k, _)| *k == old_kid));
 
     let base = server.base.clone();
-    let mut consumer = Command::new(python)
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/interop/consumer.py"
-        ))
-        .args([
-            format!("{base}/jwks"),
-            format!("{base}/revoked-jtis"),
-            service,
-            access.clone(),
-        ])
-        .env("CONSUMER_ALGORITHMS", "RS256")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(consumer.stdout.take().unwrap()).lines();
-    let (first, mut lines) = tokio::task::spawn_blocking(move || (lines.next(), lines))
-        .await
-        .unwrap();
+    let mut consumer = Consumer::start(&python, &base, service, access.clone(), "RS256", &[]);
     assert_eq!(
-        first.expect("consumer output").unwrap(),
+        consumer.line().await,
         format!("VALID {} wallet", wallet.address())
     );
     // The operator's token is of the new key.
@@ -439,17 +417,13 @@ async fn pico_client_auth_validates_tokens_minted_before_a_rotation() {
         )
         .await;
     assert_eq!(status, 200);
-    consumer.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    let second = tokio::task::spawn_blocking(move || lines.next())
-        .await
-        .unwrap()
-        .expect("consumer output")
-        .unwrap();
+    consumer.go();
+    let second = consumer.line().await;
     assert!(
         second.starts_with("REJECTED") && second.contains(&jti),
         "{second}"
     );
-    assert!(consumer.wait().unwrap().success());
+    consumer.exits_ok();
 }
 
 /// An older data directory's `signing-key.pem` is imported as the current

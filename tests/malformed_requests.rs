@@ -100,14 +100,7 @@ fn build_fixture() -> Fixture {
         .unwrap();
         use wallet_auth::clock::Clock;
         let now = clock.now_secs();
-        let claims = wallet_auth::AccessClaims::new(
-            "http://localhost:8100",
-            "pico",
-            "operator@test",
-            "operator",
-            now,
-            now + 3600,
-        );
+        let claims = common::issuer::operator_claims_at(now);
         let operator = auth.tokens().sign_access(&claims).unwrap();
         (auth.router(), operator)
     });

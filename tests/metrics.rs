@@ -6,7 +6,6 @@
 mod common;
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -74,60 +73,34 @@ async fn every_spec_name_is_exported_with_its_labels() {
         );
     }
     let alg = r#"algorithm="Ed25519""#;
-    assert_eq!(
-        sample(
-            &text,
-            &format!(r#"wallet_auth_sign_ins_total{{{alg},result="success"}}"#)
+    let sign_ins =
+        |result: &str| format!(r#"wallet_auth_sign_ins_total{{{alg},result="{result}"}}"#);
+    for (series, want) in [
+        (sign_ins("success"), 4.0),
+        (sign_ins("invalid_challenge"), 1.0),
+        (
+            r#"wallet_auth_refreshes_total{result="success"}"#.into(),
+            1.0,
         ),
-        Some(4.0),
-        "{text}"
-    );
-    assert_eq!(
-        sample(
-            &text,
-            &format!(r#"wallet_auth_sign_ins_total{{{alg},result="invalid_challenge"}}"#)
+        (r#"wallet_auth_refreshes_total{result="reuse"}"#.into(), 1.0),
+        ("wallet_auth_challenges_issued_total".into(), 5.0),
+        ("wallet_auth_revocations_total".into(), 1.0),
+        (
+            r#"wallet_auth_http_requests_total{route="/sign-in",status="200"}"#.into(),
+            4.0,
         ),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(&text, r#"wallet_auth_refreshes_total{result="success"}"#),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(&text, r#"wallet_auth_refreshes_total{result="reuse"}"#),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(&text, "wallet_auth_challenges_issued_total"),
-        Some(5.0)
-    );
-    assert_eq!(sample(&text, "wallet_auth_revocations_total"), Some(1.0));
+        (
+            r#"wallet_auth_http_request_duration_seconds_count{route="/sign-in"}"#.into(),
+            5.0,
+        ),
+        (r#"wallet_auth_signing_keys{state="current"}"#.into(), 1.0),
+        (r#"wallet_auth_shed_total{reason="rate_limit"}"#.into(), 0.0),
+        ("wallet_auth_audit_failures_total".into(), 0.0),
+        ("wallet_auth_cpu_queue_depth".into(), 0.0),
+    ] {
+        assert_eq!(sample(&text, &series), Some(want), "{series} in:\n{text}");
+    }
     assert!(sample(&text, "wallet_auth_denylist_entries").unwrap() >= 1.0);
-    assert_eq!(
-        sample(
-            &text,
-            r#"wallet_auth_http_requests_total{route="/sign-in",status="200"}"#
-        ),
-        Some(4.0),
-        "{text}"
-    );
-    assert_eq!(
-        sample(
-            &text,
-            r#"wallet_auth_http_request_duration_seconds_count{route="/sign-in"}"#
-        ),
-        Some(5.0)
-    );
-    assert_eq!(
-        sample(&text, r#"wallet_auth_signing_keys{state="current"}"#),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(&text, r#"wallet_auth_shed_total{reason="rate_limit"}"#),
-        Some(0.0)
-    );
-    assert_eq!(sample(&text, "wallet_auth_audit_failures_total"), Some(0.0));
-    assert_eq!(sample(&text, "wallet_auth_cpu_queue_depth"), Some(0.0));
     // Never a wallet id, a jti or a token in a label.
     assert!(!text.contains(&wallet.address()), "a wallet id leaked");
     assert!(!text.contains("\"j1\""), "a jti leaked");
@@ -286,14 +259,6 @@ impl Drop for Prometheus {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Prometheus {
     /// Scrapes `target` (`host:port`) every second.
     fn start(target: &str) -> Prometheus {
@@ -306,7 +271,7 @@ impl Prometheus {
             ),
         )
         .unwrap();
-        let port = free_port();
+        let port = common::free_port();
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(

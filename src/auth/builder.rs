@@ -204,7 +204,8 @@ impl WalletAuthBuilder {
         };
         let persistent_key = self.signing_key.is_some() || key_path.is_some() || key_set.is_some();
         let algorithm = config.signing_algorithm()?;
-        let tokens = if let Some(set) = &key_set {
+        // The signer, its refresh secret, and the key set's schedule (none without a set).
+        let (signer, refresh_secret, scheduled) = if let Some(set) = &key_set {
             // The signer is the set's current key; `algorithm` picks the
             // algorithm of its new keys (a migration publishes both kinds).
             let scheduled = set.scheduled();
@@ -214,19 +215,7 @@ impl WalletAuthBuilder {
                 .ok_or_else(|| {
                     ConfigError::from(crate::keyset::KeySetError::Empty(set.dir().to_path_buf()))
                 })?;
-            let refresh_secret = set.refresh_secret()?;
-            let tokens = TokenService::new(
-                first,
-                &self.retired_keys,
-                &refresh_secret,
-                config.issuer.clone(),
-                config.audience.clone(),
-                Arc::clone(&clock),
-            )
-            .with_audiences(&config.audiences)
-            .with_reserver(Arc::clone(set) as Arc<dyn crate::token::ExpReserver>);
-            tokens.install(scheduled, &[]);
-            tokens
+            (first, set.refresh_secret()?, scheduled)
         } else {
             let key = match (self.signing_key, key_path) {
                 (Some(k), _) => k,
@@ -254,16 +243,21 @@ impl WalletAuthBuilder {
                 ));
             }
             let refresh_secret = key.derive_secret(crate::keyset::REFRESH_LABEL);
-            TokenService::new(
-                Arc::clone(&key),
-                &self.retired_keys,
-                &refresh_secret,
-                config.issuer.clone(),
-                config.audience.clone(),
-                Arc::clone(&clock),
-            )
-            .with_audiences(&config.audiences)
+            (key, refresh_secret, Vec::new())
         };
+        let mut tokens = TokenService::new(
+            signer,
+            &self.retired_keys,
+            &refresh_secret,
+            config.issuer.clone(),
+            config.audience.clone(),
+            Arc::clone(&clock),
+        )
+        .with_audiences(&config.audiences);
+        if let Some(set) = &key_set {
+            tokens = tokens.with_reserver(Arc::clone(set) as Arc<dyn crate::token::ExpReserver>);
+            tokens.install(scheduled, &[]);
+        }
 
         // A key that outlives the process (given, or read from a file) with
         // a denylist that does not would re-arm every revocation at restart.

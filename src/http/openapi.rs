@@ -183,147 +183,185 @@ struct Discovery {
     id_token_signing_alg_values_supported: Vec<String>,
 }
 
-#[utoipa::path(get, path = "/jwks", tag = "keys",
-    responses((status = 200, description = "The public signing keys (Cache-Control: public, max-age)", body = JwkSet)))]
-fn jwks() {}
+/// The 429 of the routes limited per IP only.
+const PER_IP: &str = "per-IP rate limit (Retry-After)";
+/// The 503 of the routes behind the sign-in concurrency limit.
+const BUSY: &str = "server busy or a store unavailable (Retry-After)";
 
-#[utoipa::path(post, path = "/challenge", tag = "sign-in", request_body = ChallengeBody,
-    responses(
-        (status = 200, description = "A one-time nonce and the message to sign", body = IssuedChallenge),
-        (status = 400, description = "address required, too long, or a bad algorithm / chain_id", body = Detail),
-        (status = 408, description = "request body not received in time", body = Detail),
-        (status = 413, description = "request body over 64 KiB", body = Detail),
-        (status = 415, description = "Content-Type must be application/json", body = Detail),
-        (status = 429, description = "per-IP rate limit (Retry-After)", body = Detail),
-        (status = 503, description = "too many outstanding challenges, or a store unavailable (Retry-After)", body = Detail)))]
-fn challenge() {}
+/// One route's spec: `#[utoipa::path]` on an empty fn named `$name`, with its
+/// replies as written and each error as `status => why`, answering a
+/// [`Detail`]. A route that takes a JSON body (`json = Body`) also answers
+/// the statuses of the body layers: 408, 413 and 415; a `bearer` route is
+/// behind the Bearer gate, with its 401.
+macro_rules! route {
+    (
+        $name:ident: $method:ident $path:tt, tag = $tag:tt, $(json = $body:ident,)? bearer,
+        $($rest:tt)*
+    ) => {
+        route! {
+            $name: $method $path, tag = $tag, $(json = $body,)?
+            security = "bearer",
+            $($rest)*
+            401 => "no or invalid Bearer token",
+        }
+    };
+    (
+        $name:ident: $method:ident $path:tt, tag = $tag:tt, json = $body:ident,
+        $(security = $scheme:tt,)?
+        replies($($reply:tt),+ $(,)?),
+        $($code:tt => $why:tt,)*
+    ) => {
+        route! {
+            $name: $method $path, tag = $tag, [request_body = $body,]
+            $(security = $scheme,)?
+            replies($($reply),+),
+            $($code => $why,)*
+            408 => "request body not received in time",
+            413 => "request body over 64 KiB",
+            415 => "Content-Type must be application/json",
+        }
+    };
+    (
+        $name:ident: $method:ident $path:tt, tag = $tag:tt, $([$($body:tt)*])?
+        $(security = $scheme:tt,)?
+        $(params($($param:tt)*),)?
+        replies($($reply:tt),+ $(,)?),
+        $($code:tt => $why:tt,)*
+    ) => {
+        #[utoipa::path($method, path = $path, tag = $tag, $($($body)*)?
+            $(security(($scheme = [])),)?
+            $(params($($param)*),)?
+            responses(
+                $($reply,)+
+                $((status = $code, description = $why, body = Detail),)*
+            ))]
+        fn $name() {}
+    };
+}
 
-#[utoipa::path(post, path = "/sign-in", tag = "sign-in", request_body = SignInBody,
-    responses(
-        (status = 200, description = "Access and refresh tokens", body = SignInResponse),
-        (status = 400, description = "missing fields, invalid hex, unsupported algorithm, address mismatch, audience not allowed", body = Detail),
-        (status = 401, description = "invalid or expired challenge; signature verification failed", body = Detail),
-        (status = 408, description = "request body not received in time", body = Detail),
-        (status = 413, description = "request body over 64 KiB", body = Detail),
-        (status = 415, description = "Content-Type must be application/json", body = Detail),
-        (status = 429, description = "per-IP rate limit (Retry-After)", body = Detail),
-        (status = 503, description = "server busy or a store unavailable (Retry-After)", body = Detail)))]
-fn sign_in() {}
+route! {
+    jwks: get "/jwks", tag = "keys",
+    replies((status = 200, description = "The public signing keys (Cache-Control: public, max-age)", body = JwkSet)),
+}
 
-#[utoipa::path(post, path = "/refresh", tag = "sign-in", request_body = RefreshBody,
-    responses(
-        (status = 200, description = "A new access + refresh pair", body = TokenPair),
-        (status = 400, description = "refresh_token required", body = Detail),
-        (status = 401, description = "refresh expired; refresh invalid (revoked, reused, wrong kind)", body = Detail),
-        (status = 408, description = "request body not received in time", body = Detail),
-        (status = 413, description = "request body over 64 KiB", body = Detail),
-        (status = 415, description = "Content-Type must be application/json", body = Detail),
-        (status = 429, description = "per-IP or per-family rate limit (Retry-After)", body = Detail),
-        (status = 503, description = "server busy or a store unavailable (Retry-After)", body = Detail)))]
-fn refresh() {}
+route! {
+    challenge: post "/challenge", tag = "sign-in", json = ChallengeBody,
+    replies((status = 200, description = "A one-time nonce and the message to sign", body = IssuedChallenge)),
+    400 => "address required, too long, or a bad algorithm / chain_id",
+    429 => PER_IP,
+    503 => "too many outstanding challenges, or a store unavailable (Retry-After)",
+}
 
-#[utoipa::path(post, path = "/login", tag = "sign-in", request_body = LoginBody,
-    responses(
-        (status = 200, description = "The bootstrap admin's tokens", body = TokenPair),
-        (status = 400, description = "a field is not a string or too long", body = Detail),
-        (status = 401, description = "invalid credentials", body = Detail),
-        (status = 403, description = "password login disabled", body = Detail),
-        (status = 408, description = "request body not received in time", body = Detail),
-        (status = 413, description = "request body over 64 KiB", body = Detail),
-        (status = 415, description = "Content-Type must be application/json", body = Detail),
-        (status = 429, description = "rate limit or failure lockout (Retry-After)", body = Detail),
-        (status = 503, description = "server busy or a store unavailable (Retry-After)", body = Detail)))]
-fn login() {}
+route! {
+    sign_in: post "/sign-in", tag = "sign-in", json = SignInBody,
+    replies((status = 200, description = "Access and refresh tokens", body = SignInResponse)),
+    400 => "missing fields, invalid hex, unsupported algorithm, address mismatch, audience not allowed",
+    401 => "invalid or expired challenge; signature verification failed",
+    429 => PER_IP,
+    503 => BUSY,
+}
 
-#[utoipa::path(post, path = "/fleet/sessions", tag = "fleet", request_body = FleetBody,
-    security(("fleet_secret" = [])),
-    responses(
-        (status = 200, description = "A fleet session token", body = FleetSession),
-        (status = 400, description = "session_id and agent_id required", body = Detail),
-        (status = 401, description = "invalid X-Fleet-Secret", body = Detail),
-        (status = 403, description = "role not allowed", body = Detail),
-        (status = 404, description = "fleet minting disabled (no fleet_mint_secret)", body = Detail),
-        (status = 408, description = "request body not received in time", body = Detail),
-        (status = 413, description = "request body over 64 KiB", body = Detail),
-        (status = 415, description = "Content-Type must be application/json", body = Detail),
-        (status = 429, description = "per-IP rate limit (Retry-After)", body = Detail),
-        (status = 503, description = "server busy or a store unavailable (Retry-After)", body = Detail)))]
-fn fleet_sessions() {}
+route! {
+    refresh: post "/refresh", tag = "sign-in", json = RefreshBody,
+    replies((status = 200, description = "A new access + refresh pair", body = TokenPair)),
+    400 => "refresh_token required",
+    401 => "refresh expired; refresh invalid (revoked, reused, wrong kind)",
+    429 => "per-IP or per-family rate limit (Retry-After)",
+    503 => BUSY,
+}
 
-#[utoipa::path(post, path = "/revoke", tag = "revocation", request_body = RevokeBody,
-    security(("bearer" = [])),
-    responses(
-        (status = 200, description = "Revoked (idempotent; durable before the reply)", body = RevokeReply),
-        (status = 400, description = "jti required; exp is in the past", body = Detail),
-        (status = 401, description = "no or invalid Bearer token", body = Detail),
-        (status = 403, description = "not an operator", body = Detail),
-        (status = 408, description = "request body not received in time", body = Detail),
-        (status = 413, description = "request body over 64 KiB", body = Detail),
-        (status = 415, description = "Content-Type must be application/json", body = Detail),
-        (status = 503, description = "the denylist cannot be made durable", body = Detail)))]
-fn revoke() {}
+route! {
+    login: post "/login", tag = "sign-in", json = LoginBody,
+    replies((status = 200, description = "The bootstrap admin's tokens", body = TokenPair)),
+    400 => "a field is not a string or too long",
+    401 => "invalid credentials",
+    403 => "password login disabled",
+    429 => "rate limit or failure lockout (Retry-After)",
+    503 => BUSY,
+}
 
-#[utoipa::path(get, path = "/revoked-jtis", tag = "revocation",
-    security(("bearer" = [])),
+route! {
+    fleet_sessions: post "/fleet/sessions", tag = "fleet", json = FleetBody,
+    security = "fleet_secret",
+    replies((status = 200, description = "A fleet session token", body = FleetSession)),
+    400 => "session_id and agent_id required",
+    401 => "invalid X-Fleet-Secret",
+    403 => "role not allowed",
+    404 => "fleet minting disabled (no fleet_mint_secret)",
+    429 => PER_IP,
+    503 => BUSY,
+}
+
+route! {
+    revoke: post "/revoke", tag = "revocation", json = RevokeBody, bearer,
+    replies((status = 200, description = "Revoked (idempotent; durable before the reply)", body = RevokeReply)),
+    400 => "jti required; exp is in the past",
+    403 => "not an operator",
+    503 => "the denylist cannot be made durable",
+}
+
+route! {
+    revoked_jtis: get "/revoked-jtis", tag = "revocation", bearer,
     params(
         ("since" = Option<String>, Query, description = "A cursor of an earlier reply: only what changed since (SPEC 7)"),
         ("If-None-Match" = Option<String>, Header, description = "The ETag of an earlier full reply"),
     ),
-    responses(
+    replies(
         (status = 200, description = "The denylist (ETag; gzip when accepted)", body = RevokedJtisReply),
         (status = 304, description = "Not modified since the ETag given"),
-        (status = 401, description = "no or invalid Bearer token", body = Detail),
-        (status = 403, description = "neither service nor operator", body = Detail),
-        (status = 503, description = "the denylist cannot be read", body = Detail)))]
-fn revoked_jtis() {}
+    ),
+    403 => "neither service nor operator",
+    503 => "the denylist cannot be read",
+}
 
-#[utoipa::path(get, path = "/revoked-jtis/stream", tag = "revocation",
-    security(("bearer" = [])),
+route! {
+    revoked_jtis_stream: get "/revoked-jtis/stream", tag = "revocation", bearer,
     params(
         ("since" = Option<String>, Query, description = "Resume after this cursor"),
         ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event (an EventSource reconnecting)"),
     ),
-    responses(
-        (status = 200, description = "Server-sent events, one per revocation (SPEC 7)", content_type = "text/event-stream", body = String),
-        (status = 401, description = "no or invalid Bearer token", body = Detail),
-        (status = 403, description = "neither service nor operator", body = Detail),
-        (status = 503, description = "too many streams, or no feed (Retry-After)", body = Detail)))]
-fn revoked_jtis_stream() {}
+    replies((status = 200, description = "Server-sent events, one per revocation (SPEC 7)", content_type = "text/event-stream", body = String)),
+    403 => "neither service nor operator",
+    503 => "too many streams, or no feed (Retry-After)",
+}
 
-#[utoipa::path(get, path = "/mints", tag = "revocation",
-    security(("bearer" = [])),
+route! {
+    mints: get "/mints", tag = "revocation", bearer,
     params(("limit" = Option<i64>, Query, description = "Default 200, clamped to [1, mint_audit_max_in_memory]")),
-    responses(
-        (status = 200, description = "Recent long-lived mints, newest first", body = MintsReply),
-        (status = 400, description = "limit must be an integer", body = Detail),
-        (status = 401, description = "no or invalid Bearer token", body = Detail),
-        (status = 403, description = "not an operator", body = Detail),
-        (status = 503, description = "the audit cannot be read", body = Detail)))]
-fn mints() {}
+    replies((status = 200, description = "Recent long-lived mints, newest first", body = MintsReply)),
+    400 => "limit must be an integer",
+    403 => "not an operator",
+    503 => "the audit cannot be read",
+}
 
-#[utoipa::path(get, path = "/openapi.json", tag = "operating",
-    responses((status = 200, description = "This document", content_type = "application/json", body = Object)))]
-fn openapi_json() {}
+route! {
+    openapi_json: get "/openapi.json", tag = "operating",
+    replies((status = 200, description = "This document", content_type = "application/json", body = Object)),
+}
 
-#[utoipa::path(get, path = "/health/live", tag = "operating",
-    responses((status = 200, description = "The process serves", body = Live)))]
-fn health_live() {}
+route! {
+    health_live: get "/health/live", tag = "operating",
+    replies((status = 200, description = "The process serves", body = Live)),
+}
 
-#[utoipa::path(get, path = "/health/ready", tag = "operating",
-    responses(
+route! {
+    health_ready: get "/health/ready", tag = "operating",
+    replies(
         (status = 200, description = "Every store can serve", body = Ready),
-        (status = 503, description = "A store cannot serve; its check names the reason", body = Ready)))]
-fn health_ready() {}
+        (status = 503, description = "A store cannot serve; its check names the reason", body = Ready),
+    ),
+}
 
-#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "operating",
-    responses((status = 200, description = "The issuer and its JWKS", body = Discovery)))]
-fn discovery() {}
+route! {
+    discovery: get "/.well-known/openid-configuration", tag = "operating",
+    replies((status = 200, description = "The issuer and its JWKS", body = Discovery)),
+}
 
-#[utoipa::path(get, path = "/metrics", tag = "operating",
-    responses(
-        (status = 200, description = "Prometheus text format 0.0.4 (served on metrics_listen)", content_type = "text/plain", body = String),
-        (status = 404, description = "metrics are off", body = Detail)))]
-fn metrics() {}
+route! {
+    metrics: get "/metrics", tag = "operating",
+    replies((status = 200, description = "Prometheus text format 0.0.4 (served on metrics_listen)", content_type = "text/plain", body = String)),
+    404 => "metrics are off",
+}
 
 struct Security;
 

@@ -178,6 +178,11 @@ pub fn operator_claims() -> wallet_auth::AccessClaims {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
+    operator_claims_at(now)
+}
+
+/// [`operator_claims`] issued at `now` (seconds), for an hour.
+pub fn operator_claims_at(now: u64) -> wallet_auth::AccessClaims {
     wallet_auth::AccessClaims::new(
         "http://localhost:8100",
         "pico",

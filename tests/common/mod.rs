@@ -4,6 +4,7 @@
 
 pub mod forge;
 pub mod issuer;
+pub mod pico;
 pub mod proxy;
 pub mod redis_server;
 pub mod server;
@@ -253,6 +254,15 @@ pub fn missing_dependency(test: &str, why: &str) {
         "\n{bang}\n!!! SKIPPED {test}: {why}\n\
          !!! run .ci/setup to install it; under CI=true this is a failure\n{bang}\n\n"
     );
+}
+
+/// A loopback port that was free a moment ago (for a child process to listen on).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The interop virtualenv's python (created by .ci/setup, or here on first

@@ -2,7 +2,8 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 /// Path of the built standalone example, building it if needed.
@@ -23,6 +24,26 @@ pub fn standalone_binary() -> PathBuf {
         assert!(status.success(), "building the standalone example failed");
     }
     bin
+}
+
+/// Every line a child prints on `stdout`, in order, from a reader thread
+/// that ends at EOF or once the receiver is gone.
+pub fn lines_of(stdout: ChildStdout) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Keeps taking the rest of `lines`, so the child never blocks on a full pipe.
+pub fn drain(lines: Receiver<String>) {
+    std::thread::spawn(move || while lines.recv().is_ok() {});
 }
 
 /// A running standalone server; killed on drop.
@@ -55,16 +76,7 @@ impl Server {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("spawn standalone");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = lines_of(child.stdout.take().expect("stdout"));
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut lines = Vec::new();
         loop {
@@ -81,8 +93,7 @@ impl Server {
                         .map(|m| m.trim().to_string())
                 });
                 lines.push(line);
-                // Keep draining stdout so the child never blocks on a full pipe.
-                std::thread::spawn(move || while rx.recv().is_ok() {});
+                drain(rx);
                 return Server {
                     child,
                     base,
